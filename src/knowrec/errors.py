@@ -1,0 +1,44 @@
+"""Typed, user-facing errors. The CLI prints ``str(error)`` on one line and exits non-zero."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class KnowrecError(Exception):
+    """Base class of every error caused by user input (data, config, ids, models)."""
+
+
+class DataFormatError(KnowrecError):
+    """A data file is malformed: names the file, the line or row, and the column."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
+        self.reason = message
+        where = self.path or "<data>"
+        if line is not None:
+            where += f", line {line}"
+        if column is not None:
+            where += f", column '{column}'"
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(KnowrecError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+class UnknownIdError(KnowrecError):
+    """A user or item id that the data set does not contain."""
+
+
+class RegistryError(KnowrecError):
+    """A name looked up in a registry that does not know it."""
