@@ -26,8 +26,12 @@ TML1M_COLUMNS = ["Plot", "Genre", "Director", "Cast", "Runtime", "Languages", "C
 def knowrec_load(data: Path) -> int:
     ds = load_movielens(data / "ml-1m")
     ds, _ = join_item_text(
-        ds, data / "tml1m-movie-plots" / "movies.csv", on="title_year",
-        text_columns=TML1M_COLUMNS, title_column="Title", year_column="Year",
+        ds,
+        data / "tml1m-movie-plots" / "movies.csv",
+        on="title_year",
+        text_columns=TML1M_COLUMNS,
+        title_column="Title",
+        year_column="Year",
     )
     return ds.interactions.height
 
@@ -71,11 +75,20 @@ def main() -> None:
     print(f"{'ratio knowrec / pandas':55s} {ratio:7.3f}")
     out = ROOT / "benchmarks" / "results" / "loaders.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "date": str(date.today()), "machine": f"{platform.machine()} {platform.processor()}",
-        "repeats": args.repeats, "median_s": rows, "ratio": ratio,
-        "all_knowrec_s": kr, "all_pandas_s": pdt,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "date": str(date.today()),
+                "machine": f"{platform.machine()} {platform.processor()}",
+                "repeats": args.repeats,
+                "median_s": rows,
+                "ratio": ratio,
+                "all_knowrec_s": kr,
+                "all_pandas_s": pdt,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ MOVIES = (
 USERS = "1::F::1::10::48067\n2::M::56::16::70072\n"
 
 
-def write_ml1m(root: Path, ratings: str = RATINGS, movies: str = MOVIES, users: str = USERS,
-               gz: bool = True) -> Path:
+def write_ml1m(
+    root: Path, ratings: str = RATINGS, movies: str = MOVIES, users: str = USERS, gz: bool = True
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     if gz:
         (root / "ratings.dat.gz").write_bytes(gzip.compress(ratings.encode()))
@@ -46,8 +47,13 @@ def test_ml1m_canonical_tables(tmp_path: Path) -> None:
     assert items["20"]["title"] == "Misérables, Les" and items["20"]["year"] == 1995
     assert items["10"]["genres"] == ["Action", "Sci-Fi"]
     users = data.users.row(0, named=True)
-    assert users == {"user_id": "1", "gender": "F", "age": 1, "occupation": "K-12 student",
-                     "zip": "48067"}
+    assert users == {
+        "user_id": "1",
+        "gender": "F",
+        "age": 1,
+        "occupation": "K-12 student",
+        "zip": "48067",
+    }
     assert detect_format(tmp_path / "ml") == "movielens"
 
 
@@ -61,7 +67,10 @@ def test_ml1m_plain_and_gzip_agree(tmp_path: Path) -> None:
     ("ratings", "match"),
     [
         ("1::10::5::978300760\n1,20,3,978302109\n", r"ratings\.dat\.gz, line 2: expected 4"),
-        ("1::10::5::978300760\nx::20::3::978302109\n", r"line 2, column 'user_id': expected an int"),
+        (
+            "1::10::5::978300760\nx::20::3::978302109\n",
+            r"line 2, column 'user_id': expected an int",
+        ),
         ("1::10::five::978300760\n", r"line 1, column 'rating': expected a number"),
         ("1::10::5::978300760\n1::10::4::978300761\n", r"line 2, column 'item_id': duplicate"),
         ("1::10::5::99999999999\n", r"column 'timestamp'.*outside 1970\.\.2100"),
@@ -101,7 +110,7 @@ def test_ml_latest_csv(tmp_path: Path) -> None:
         "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,2.5,964981247\n"
     )
     (root / "movies.csv").write_text(
-        'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
+        "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n"
         '2,"American President, The (1995)",(no genres listed)\n'
     )
     (root / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,1,pixar,1\n2,1,fun,2\n")
@@ -114,7 +123,9 @@ def test_ml_latest_csv(tmp_path: Path) -> None:
     (root / "ratings.csv").write_text("userId;movieId;rating;timestamp\n1;1;4.0;964982703\n")
     with pytest.raises(DataFormatError, match=r"ratings\.csv, line 1, column 'userId': missing"):
         load_dataset(root)
-    (root / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,x,3,1\n")
+    (root / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,x,3,1\n"
+    )
     with pytest.raises(DataFormatError, match=r"line 3, column 'movieId'"):
         load_dataset(root)
 
@@ -125,7 +136,9 @@ def test_title_keys() -> None:
     assert title_keys("Seven (Se7en)") == ["seven", "se7en"]
     assert title_keys("Misérables, Les") == ["les miserables"]
     assert title_keys("Last of the High Kings, The (a.k.a. Summer Fling)") == [
-        "the last of the high kings", "summer fling"]
+        "the last of the high kings",
+        "summer fling",
+    ]
     assert title_keys(None) == []
 
 
@@ -141,15 +154,18 @@ def test_join_text_by_title_year(tmp_path: Path) -> None:
         }
     ).write_csv(plots)
     joined, report = join_item_text(
-        data, plots, on="title_year", text_columns=["Plot", "Director"],
-        title_column="Title", year_column="Year",
+        data,
+        plots,
+        on="title_year",
+        text_columns=["Plot", "Director"],
+        title_column="Title",
+        year_column="Year",
     )
     texts = dict(zip(joined.items["item_id"], joined.items["text"], strict=True))
     assert texts["10"] == "A hacker learns the truth.\nDirector: Wachowski."
     assert texts["20"] == "Valjean's story."  # year off by one, empty director skipped
     assert texts["30"].startswith("Two detectives.")  # matched through the bracketed title
-    assert report.matched == 3 and report.by_rule == {
-        "title": 1, "title_year+1": 1, "alt_title": 1}
+    assert report.matched == 3 and report.by_rule == {"title": 1, "title_year+1": 1, "alt_title": 1}
 
 
 def test_join_text_by_id_and_errors(tmp_path: Path) -> None:
@@ -172,8 +188,12 @@ def test_real_ml1m_with_plots() -> None:
     assert data.interactions.height == 487_650
     assert data.n_users == 2_999 and data.items.height == 3_883
     joined, report = join_item_text(
-        data, SHARED / "tml1m-movie-plots" / "movies.csv", on="title_year",
-        text_columns=["Plot", "Genre", "Director"], title_column="Title", year_column="Year",
+        data,
+        SHARED / "tml1m-movie-plots" / "movies.csv",
+        on="title_year",
+        text_columns=["Plot", "Genre", "Director"],
+        title_column="Title",
+        year_column="Year",
     )
     assert report.coverage > 0.99
     # TML1M's MovieID k is the k-th line of movies.dat, and its Url usually holds the ML id:

@@ -21,7 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-data_app = typer.Typer(help="Load, convert, inspect and synthesise data sets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Load, convert, inspect and synthesise data sets.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 console = Console()
 
@@ -91,8 +93,9 @@ def data_inspect(
     """Print counts, density, time range and text statistics of a data set."""
     from knowrec.data.stats import describe
 
-    data = _load(path, format, text, text_on, text_columns, id_column, title_column,
-                 year_column, map_)
+    data = _load(
+        path, format, text, text_on, text_columns, id_column, title_column, year_column, map_
+    )
     stats = describe(data)
     if as_json:
         print(json.dumps(stats, indent=2))
@@ -129,8 +132,9 @@ def data_convert(
     map_: MapOpt = None,
 ) -> None:
     """Convert a source data set into canonical Parquet tables."""
-    data = _load(path, format, text, text_on, text_columns, id_column, title_column,
-                 year_column, map_)
+    data = _load(
+        path, format, text, text_on, text_columns, id_column, title_column, year_column, map_
+    )
     data.save(out)
     console.print(f"wrote {out} ({data.interactions.height:,} interactions)")
 

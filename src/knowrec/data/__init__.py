@@ -28,9 +28,7 @@ def detect_format(path: str | Path) -> str:
         return "ebnerd"
     if "movies.dat" in names or "ratings.csv" in names:
         return "movielens"
-    raise DataFormatError(
-        "cannot tell the format; pass one of " + ", ".join(FORMATS), path=p
-    )
+    raise DataFormatError("cannot tell the format; pass one of " + ", ".join(FORMATS), path=p)
 
 
 def load_dataset(path: str | Path, format: Format = "auto", **options: Any) -> Dataset:

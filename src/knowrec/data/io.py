@@ -15,6 +15,8 @@ import polars as pl
 
 from knowrec.errors import DataFormatError
 
+INT64 = pl.Int64()
+
 
 def read_bytes(path: str | Path) -> bytes:
     """Read a file, transparently gunzipping ``*.gz``; empty or truncated files raise."""
@@ -97,7 +99,7 @@ def to_number(
     column: str,
     path: str | Path,
     *,
-    dtype: pl.DataType = pl.Int64(),
+    dtype: pl.DataType = INT64,
     first_line: int = 1,
 ) -> pl.Series:
     """Cast a string column to ``dtype``; a missing or non-numeric value names its line.

@@ -91,7 +91,9 @@ def load_ml1m(root: Path) -> Dataset:
             row = int(((occ < 0) | (occ >= len(OCCUPATIONS))).arg_max())  # type: ignore[arg-type]
             raise DataFormatError(
                 f"occupation code {occ[row]} is not in 0..{len(OCCUPATIONS) - 1}",
-                path=upath, line=row + 1, column="occupation",
+                path=upath,
+                line=row + 1,
+                column="occupation",
             )
         users = pl.DataFrame(
             {
@@ -121,7 +123,9 @@ def _read_csv(path: Path, required: list[str]) -> pl.DataFrame:
     if missing:
         raise DataFormatError(
             f"missing column(s) {missing}; found {df.columns} (wrong separator or header?)",
-            path=path, line=1, column=missing[0],
+            path=path,
+            line=1,
+            column=missing[0],
         )
     return df
 

@@ -105,7 +105,9 @@ class Dataset:
             try:
                 tables[name] = pl.read_parquet(src / f"{name}.parquet")
             except (pl.exceptions.PolarsError, OSError) as exc:
-                raise DataFormatError(f"unreadable Parquet: {exc}", path=src / f"{name}.parquet")
+                raise DataFormatError(
+                    f"unreadable Parquet: {exc}", path=src / f"{name}.parquet"
+                ) from exc
         meta_path = src / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         return cls(meta=meta, **tables)
@@ -137,28 +139,32 @@ def validate_table(df: pl.DataFrame, name: str, *, source: str | Path | None = N
     schema = SCHEMAS[name]
     for col in REQUIRED[name]:
         if col not in df.columns:
-            raise DataFormatError(f"{name} table has no column (has {df.columns})", path=source,
-                                  column=col)
+            raise DataFormatError(
+                f"{name} table has no column (has {df.columns})", path=source, column=col
+            )
     for col in df.columns:
         if col in schema and df[col].dtype != schema[col]:
             raise DataFormatError(
                 f"{name} column has dtype {df[col].dtype}, expected {schema[col]}",
-                path=source, column=col,
+                path=source,
+                column=col,
             )
     id_cols = [c for c in ("user_id", "item_id") if c in REQUIRED[name]]
     for col in id_cols:
         nulls = df[col].is_null()
         if nulls.any():
             row = int(nulls.arg_max())  # type: ignore[arg-type]
-            raise DataFormatError(f"{name} has an empty id at row {row + 1}", path=source,
-                                  column=col)
+            raise DataFormatError(
+                f"{name} has an empty id at row {row + 1}", path=source, column=col
+            )
     if name in ("items", "users"):
         key = id_cols[0]
         dup = df[key].is_duplicated()
         if dup.any():
             row = int(dup.arg_max())  # type: ignore[arg-type]
             raise DataFormatError(
-                f"duplicate {key} {df[key][row]!r} (first at row {row + 1})", path=source,
+                f"duplicate {key} {df[key][row]!r} (first at row {row + 1})",
+                path=source,
                 column=key,
             )
     if name == "interactions" and df.height:
@@ -168,5 +174,6 @@ def validate_table(df: pl.DataFrame, name: str, *, source: str | Path | None = N
             row = int(bad.arg_max())  # type: ignore[arg-type]
             raise DataFormatError(
                 f"timestamp {ts[row]} at row {row + 1} is outside {MIN_TIME:%Y}..{MAX_TIME:%Y}",
-                path=source, column="timestamp",
+                path=source,
+                column="timestamp",
             )

@@ -90,12 +90,14 @@ def compose_text(df: pl.DataFrame, columns: list[str], *, path: str | Path) -> p
     if missing:
         raise DataFormatError(
             f"text column(s) {missing} not found; columns are {df.columns}",
-            path=path, column=missing[0],
+            path=path,
+            column=missing[0],
         )
     parts = [pl.col(columns[0]).str.strip_chars()]
     parts += [
-        pl.when(pl.col(c).str.strip_chars().str.len_chars() > 0)
-        .then(pl.lit(f"{c}: ") + pl.col(c).str.strip_chars() + pl.lit("."))
+        pl.when(pl.col(c).str.strip_chars().str.len_chars() > 0).then(
+            pl.lit(f"{c}: ") + pl.col(c).str.strip_chars() + pl.lit(".")
+        )
         for c in columns[1:]
     ]
     text = df.select(pl.concat_str(parts, separator="\n", ignore_nulls=True).alias("text"))
@@ -149,7 +151,8 @@ def join_item_text(
             report.matched += 1
             report.by_rule[rule] = report.by_rule.get(rule, 0) + 1
     report.unmatched_examples = [
-        f"{i} {t}" for i, t, r in zip(items["item_id"], items["title"], rules, strict=True)
+        f"{i} {t}"
+        for i, t, r in zip(items["item_id"], items["title"], rules, strict=True)
         if r is None
     ][:10]
     items = items.with_columns(pl.Series("text", joined, dtype=pl.String))
