@@ -14,6 +14,7 @@ from rich.table import Table
 
 from knowrec.data import FORMATS, Dataset, load_dataset
 from knowrec.errors import ConfigError, KnowrecError
+from knowrec.report import fmt_value
 
 app = typer.Typer(
     help="LLM-assisted, knowledge-enhanced recommendation.",
@@ -104,18 +105,10 @@ def data_inspect(
     for key, value in stats.items():
         if isinstance(value, dict):
             for k, v in value.items():
-                table.add_row(f"text.{k}", _fmt(v))
+                table.add_row(f"text.{k}", fmt_value(v))
         elif key not in ("source", "format"):
-            table.add_row(key, _fmt(value))
+            table.add_row(key, fmt_value(value))
     console.print(table)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 @data_app.command("convert")
