@@ -7,19 +7,16 @@ against a plain ``pandas.read_csv`` of the same files, side by side in one run.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
+from common import SHARED_DATA, write_result
 from knowrec.data.movielens import load_movielens
 from knowrec.data.text import join_item_text
 
-ROOT = Path(__file__).resolve().parents[1]
 TML1M_COLUMNS = ["Plot", "Genre", "Director", "Cast", "Runtime", "Languages", "Certificate"]
 
 
@@ -57,7 +54,7 @@ def timed(fn, data: Path, repeats: int) -> list[float]:  # type: ignore[no-untyp
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     assert knowrec_load(args.data) == pandas_load(args.data) == 487_650
@@ -73,21 +70,15 @@ def main() -> None:
     for name, value in rows.items():
         print(f"{name:55s} {value:7.3f}")
     print(f"{'ratio knowrec / pandas':55s} {ratio:7.3f}")
-    out = ROOT / "benchmarks" / "results" / "loaders.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "date": str(date.today()),
-                "machine": f"{platform.machine()} {platform.processor()}",
-                "repeats": args.repeats,
-                "median_s": rows,
-                "ratio": ratio,
-                "all_knowrec_s": kr,
-                "all_pandas_s": pdt,
-            },
-            indent=2,
-        )
+    write_result(
+        "loaders",
+        {
+            "repeats": args.repeats,
+            "median_s": rows,
+            "ratio": ratio,
+            "all_knowrec_s": kr,
+            "all_pandas_s": pdt,
+        },
     )
 
 
