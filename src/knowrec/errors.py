@@ -42,3 +42,15 @@ class UnknownIdError(KnowrecError):
 
 class RegistryError(KnowrecError):
     """A name looked up in a registry that does not know it."""
+
+
+class ModelError(KnowrecError):
+    """A model file cannot be found, assembled or verified (missing chunk, wrong SHA-256)."""
+
+
+class LLMError(KnowrecError):
+    """An LLM backend failed: server unreachable or an HTTP error after bounded retries."""
+
+
+class LLMOutputError(LLMError):
+    """An answer could not be parsed or validated (recorded per item by batch runs)."""

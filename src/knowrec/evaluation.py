@@ -30,11 +30,13 @@ def evaluate_topk(
 ) -> dict[str, float]:
     """Rank every catalogue item for each test user, items seen in ``train`` excluded.
 
-    ``test`` holds the held-out positive (user, item) pairs; users without any are skipped.
+    ``test`` holds the held-out positive (user, item) pairs; users without any positive in
+    the catalogue are skipped, so every evaluated user has at least one relevant item.
     Returns the mean over test users of recall, NDCG, MRR, hit rate and precision at k.
     """
     items = list(item_ids)
     col = {x: i for i, x in enumerate(items)}
+    test = test.filter(pl.col("item_id").is_in(items))
     users = test["user_id"].unique(maintain_order=True).to_list()
     seen = _lists(train, users)
     relevant = _lists(test, users)

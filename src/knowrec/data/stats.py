@@ -37,8 +37,8 @@ def describe(data: Dataset) -> dict[str, Any]:
         "users": data.users.height,
         "items": data.items.height,
         "density": inter.height / (n_users * n_items) if n_users and n_items else 0.0,
-        "time_min": None if ts.is_empty() else str(ts.min()),
-        "time_max": None if ts.is_empty() else str(ts.max()),
+        "time_min": None if ts.is_empty() else ts.min().isoformat(sep=" ", timespec="seconds"),
+        "time_max": None if ts.is_empty() else ts.max().isoformat(sep=" ", timespec="seconds"),
         "interactions_without_time": inter.height - ts.len(),
     }
     if "impression_id" in inter.columns:
