@@ -1,0 +1,48 @@
+"""TOML configs validated by pydantic: unknown keys and wrong types are errors that name
+the file and the key (``configs/x.toml: train.lr: Input should be a valid number``)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from knowrec.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML file, or a ConfigError naming the file and the syntax error."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def validate(model: type[M], data: dict[str, Any], source: str | Path = "config") -> M:
+    """``model(**data)`` with every validation problem on one line per field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | Path, model: type[M]) -> M:
+    """Read and validate a TOML config file."""
+    return validate(model, read_toml(path), source=path)

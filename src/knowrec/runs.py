@@ -1,0 +1,121 @@
+"""Run directories: cached stages, the resolved config, versions and timings.
+
+A pipeline is a sequence of stages. Each stage is a function of (inputs, parameters) that
+writes its artifacts into a folder; the folder's name carries a hash of the parameters
+and of the keys of the stages it depends on, so a re-run skips finished stages and a
+changed parameter recomputes only what depends on it::
+
+    run = Run("runs/trawl")
+    world = run.stage("data", {"seed": 0}, build=make_data, load=read_data)
+    # build(work_dir) writes files into work_dir; load(final_dir) reads them back
+
+A stage builds in ``<name>-<key>.partial/`` and is renamed to ``<name>-<key>/`` when it
+returns, so a killed run never leaves a folder that looks finished; long stages (LLM
+calls, training) keep their own caches and checkpoints in the ``.partial`` folder and
+resume from them when the run is started again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+from knowrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_PACKAGES = ("knowrec", "numpy", "polars", "torch", "sentence-transformers", "llama-cpp-python")
+
+
+def fingerprint(value: Any) -> str:
+    """A short stable hash of a JSON-able value (dict keys sorted)."""
+    blob = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def versions() -> dict[str, str]:
+    """Python and the versions of the main libraries (absent ones omitted)."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class Run:
+    """A run directory: ``manifest.json`` (config, protocol, versions, stage timings) and
+    one folder per finished stage."""
+
+    def __init__(self, directory: str | Path, config: Mapping[str, Any] | None = None) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keys: dict[str, str] = {}
+        self.manifest: dict[str, Any] = {
+            "config": dict(config or {}),
+            "versions": versions(),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "stages": {},
+        }
+        self._save_manifest()
+
+    def stage(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        build: Callable[[Path], Any],
+        load: Callable[[Path], T],
+        *,
+        after: Sequence[str] = (),
+    ) -> T:
+        """Build the stage unless a finished folder with the same key exists; return
+        ``load(folder)``. ``after`` names earlier stages whose results this one uses."""
+        missing = [s for s in after if s not in self.keys]
+        if missing:
+            raise ConfigError(f"stage {name!r} depends on stages not run yet: {missing}")
+        key = fingerprint({"params": dict(params), "after": {s: self.keys[s] for s in after}})
+        final = self.dir / f"{name}-{key}"
+        t0 = time.perf_counter()
+        cached = final.is_dir()
+        if not cached:
+            work = final.with_name(final.name + ".partial")
+            work.mkdir(exist_ok=True)
+            (work / "params.json").write_text(json.dumps(dict(params), indent=2, default=str))
+            log.info("stage %s: building in %s", name, work)
+            build(work)
+            if final.exists():  # another process finished it meanwhile
+                shutil.rmtree(work)
+            else:
+                os.replace(work, final)
+        result = load(final)
+        self.keys[name] = key
+        self.manifest["stages"][name] = {
+            "key": key,
+            "folder": final.name,
+            "cached": cached,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        self._save_manifest()
+        return result
+
+    def record(self, **fields: Any) -> None:
+        """Add top-level fields (e.g. ``protocol=...``) to ``manifest.json``."""
+        self.manifest.update(fields)
+        self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        path = self.dir / "manifest.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
+        os.replace(tmp, path)

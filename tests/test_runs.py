@@ -1,0 +1,94 @@
+"""Run directories (stage caching, keys, partial folders) and config validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from knowrec.config import Section, load_config
+from knowrec.errors import ConfigError
+from knowrec.runs import Run
+
+
+def _writer(calls: list[str], name: str):
+    def build(work: Path) -> None:
+        calls.append(name)
+        (work / "value.txt").write_text(name)
+
+    return build
+
+
+def _read(folder: Path) -> str:
+    return (folder / "value.txt").read_text()
+
+
+def test_stages_are_cached_and_keyed_by_params_and_dependencies(tmp_path: Path) -> None:
+    calls: list[str] = []
+    run = Run(tmp_path, {"x": 1})
+    assert run.stage("a", {"p": 1}, _writer(calls, "a1"), _read) == "a1"
+    assert run.stage("b", {"q": 1}, _writer(calls, "b1"), _read, after=["a"]) == "b1"
+
+    again = Run(tmp_path)
+    assert again.stage("a", {"p": 1}, _writer(calls, "a-other"), _read) == "a1"
+    assert again.stage("b", {"q": 1}, _writer(calls, "b-other"), _read, after=["a"]) == "b1"
+    assert calls == ["a1", "b1"]  # nothing rebuilt
+    assert again.manifest["stages"]["a"]["cached"] is True
+
+    changed = Run(tmp_path)
+    assert changed.stage("a", {"p": 2}, _writer(calls, "a2"), _read) == "a2"
+    # b's parameters are the same but its input changed: rebuilt
+    assert changed.stage("b", {"q": 1}, _writer(calls, "b2"), _read, after=["a"]) == "b2"
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["stages"]["b"]["cached"] is False and "python" in manifest["versions"]
+
+
+def test_a_failed_stage_leaves_only_a_partial_folder(tmp_path: Path) -> None:
+    def crash(work: Path) -> None:
+        (work / "checkpoint").write_text("half done")
+        raise RuntimeError("killed")
+
+    run = Run(tmp_path)
+    with pytest.raises(RuntimeError):
+        run.stage("train", {"lr": 0.1}, crash, _read)
+    partial = [p.name for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(partial) == 1 and partial[0].endswith(".partial")
+
+    seen: list[str] = []
+
+    def resume(work: Path) -> None:
+        seen.append((work / "checkpoint").read_text())  # the work so far is still there
+        (work / "value.txt").write_text("done")
+
+    assert run.stage("train", {"lr": 0.1}, resume, _read) == "done"
+    assert seen == ["half done"]
+    with pytest.raises(ConfigError, match="not run yet"):
+        run.stage("eval", {}, resume, _read, after=["missing"])
+
+
+class Train(Section):
+    lr: float = 1e-3
+    epochs: int = 1
+
+
+class Config(Section):
+    name: str
+    train: Train = Train()
+
+
+def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('name = "x"\n[train]\nlr = 0.5\n')
+    assert load_config(good, Config).train.lr == 0.5
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[train]\nlr = "fast"\nepoch = 3\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: train.lr: .*; train.epoch: Extra"):
+        load_config(bad, Config)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken, Config)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.toml", Config)
