@@ -1,0 +1,77 @@
+"""CTR backbones by name, the TRAWL adapter, the CTR floors and classic baselines.
+
+    from knowrec.models import build_backbone
+    model = build_backbone("din", feature_map, embedding={"knowledge": "adapter"},
+                           mlp_units=(200, 80))
+
+``BACKBONES`` maps names to classes; :func:`register_backbone` adds a user's own
+(a subclass of :class:`CTRModel`). Unknown names raise :class:`RegistryError`, unknown
+parameters :class:`ConfigError`, both listing what is known.
+
+The torch-based names load on first use, so ``knowrec.models.baselines`` and
+``knowrec.models.floors`` import without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from knowrec.models.adapter import EntityEmbedding, JointLoss, MoEAdapter, info_nce
+    from knowrec.models.base import CTRModel, ModelOutput
+    from knowrec.models.deepfm import DeepFM
+    from knowrec.models.dien import DIEN
+    from knowrec.models.din import DIN
+    from knowrec.models.embedding import Embedded, EmbeddingConfig, FeatureEmbedding
+    from knowrec.models.registry import (
+        BACKBONES,
+        build_backbone,
+        get_backbone,
+        register_backbone,
+    )
+
+_WHERE = {
+    "EntityEmbedding": "adapter",
+    "JointLoss": "adapter",
+    "MoEAdapter": "adapter",
+    "info_nce": "adapter",
+    "CTRModel": "base",
+    "ModelOutput": "base",
+    "DeepFM": "deepfm",
+    "DIEN": "dien",
+    "DIN": "din",
+    "Embedded": "embedding",
+    "EmbeddingConfig": "embedding",
+    "FeatureEmbedding": "embedding",
+    "BACKBONES": "registry",
+    "build_backbone": "registry",
+    "get_backbone": "registry",
+    "register_backbone": "registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"knowrec.models.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'knowrec.models' has no attribute {name!r}")
+
+
+__all__ = [
+    "BACKBONES",
+    "DIEN",
+    "DIN",
+    "CTRModel",
+    "DeepFM",
+    "Embedded",
+    "EmbeddingConfig",
+    "EntityEmbedding",
+    "FeatureEmbedding",
+    "JointLoss",
+    "MoEAdapter",
+    "ModelOutput",
+    "build_backbone",
+    "get_backbone",
+    "info_nce",
+    "register_backbone",
+]
