@@ -54,3 +54,8 @@ class LLMError(KnowrecError):
 
 class LLMOutputError(LLMError):
     """An answer could not be parsed or validated (recorded per item by batch runs)."""
+
+
+class LLMRequestError(LLMError):
+    """The server refused one request (HTTP 4xx such as an over-long prompt): recorded for
+    that item, not cached, and the batch goes on."""
