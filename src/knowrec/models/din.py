@@ -66,6 +66,6 @@ class DIN(CTRModel):
         e = self.embedding(batch)
         assert e.hist is not None and e.hist_mask is not None
         weights = self.attention(e.item, e.hist, e.hist_mask)  # (B, L)
-        interest = (weights.unsqueeze(-1) * e.hist).sum(dim=1)  # (B, Di)
+        interest = torch.bmm(weights.unsqueeze(1), e.hist).squeeze(1)  # Σ_k a_k·h_k: (B, Di)
         x = torch.cat([e.context(), e.item, interest], dim=-1)
         return ModelOutput(self.mlp(x).squeeze(-1))

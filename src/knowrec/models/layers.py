@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from knowrec.errors import ConfigError
@@ -25,7 +26,8 @@ class Dice(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape))
-        return p * x + (1 - p) * self.alpha * x
+        # p·x + (1−p)·α·x = x·(α + (1−α)·p): two passes over (…, dim) instead of five
+        return x * torch.addcmul(self.alpha, p, 1 - self.alpha)
 
 
 class PReLU(nn.Module):
@@ -139,8 +141,19 @@ class ActivationUnit(nn.Module):
         self.softmax = softmax
 
     def forward(self, target: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        t = target.unsqueeze(1).expand_as(keys)
-        score = self.mlp(torch.cat([keys, t, keys - t, keys * t], dim=-1)).squeeze(-1)
+        # The first layer W·[h, t, h−t, h⊙t] + b, with W = [W_h, W_t, W_d, W_p], equals
+        # [h, h⊙t]·[W_h + W_d, W_p] + (t·(W_t − W_d) + b): the target part is computed once
+        # per row instead of once per history position, and the per-position product is
+        # over 2·dim inputs instead of 4·dim (the parameters are the same Linear layer).
+        first, rest = self.mlp.net[0], self.mlp.net[1:]
+        assert isinstance(first, nn.Linear)
+        w_h, w_t, w_d, w_p = first.weight.chunk(4, dim=1)
+        per_key = F.linear(
+            torch.cat([keys, keys * target.unsqueeze(1)], dim=-1),
+            torch.cat([w_h + w_d, w_p], dim=1),
+        )
+        per_row = F.linear(target, w_t - w_d, first.bias)
+        score = rest(per_key + per_row.unsqueeze(1)).squeeze(-1)
         return _normalise(score, mask, self.softmax)
 
 
