@@ -16,6 +16,7 @@ extractive summaries copy source text, which must not be committed, and they are
 to recompute (``--methods raw,summary,topic_summary`` writes them under ``runs/``).
 
     nohup nice -n 10 .venv/bin/python benchmarks/knowledge_ml1m.py > runs/knowledge_ml1m.log 2>&1 &
+    .venv/bin/python benchmarks/knowledge_ml1m.py --backend openai --base-url http://gpu:8000/v1
     .venv/bin/python benchmarks/knowledge_ml1m.py --probe 20   # look at 20 items first
 """
 
@@ -118,8 +119,15 @@ def run_table(
     out: Path,
     chunk: int,
 ) -> dict:
-    """Generate one table chunk by chunk, writing what is done after every chunk."""
+    """Generate one table chunk by chunk, writing what is done after every chunk. Rows
+    already in ``out`` (a committed partial table) are kept and not asked again, so the
+    job also resumes on a machine without the LLM cache."""
     parts: list[pl.DataFrame] = []
+    if out.exists():
+        done_before = pl.read_parquet(out).filter(pl.col("status") == "ok")
+        parts.append(done_before)
+        ids = [i for i in ids if i not in set(done_before["id"].to_list())]
+        log.info("%s %s: %d rows from %s kept", method, side, done_before.height, out)
     totals = {"items": 0, "computed": 0, "failed": 0, "prompt_ms": 0.0, "gen_ms": 0.0}
     totals.update({"total_ms": 0.0, "prompt_eval_tokens": 0, "completion_tokens": 0})
     started = time.perf_counter()
@@ -129,7 +137,7 @@ def run_table(
         s = gen.stats
         for key in totals:
             totals[key] += getattr(s, key)
-        write_table(pl.concat(parts), out)
+        write_table(pl.concat(parts, how="vertical_relaxed"), out)
         done = start + len(part)
         per = totals["total_ms"] / 1000 / max(totals["computed"], 1)
         eta_h = per * (len(ids) - done) / 3600
@@ -175,6 +183,9 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     parser.add_argument("--model", default="qwen2.5-coder-1.5b")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--backend", default="llamacpp", help="llamacpp | openai")
+    parser.add_argument("--base-url", default=None, help="openai: server URL ending in /v1")
+    parser.add_argument("--concurrency", type=int, default=8, help="openai: parallel requests")
     parser.add_argument("--methods", default="trawl,kar", help="comma-separated")
     parser.add_argument("--chunk", type=int, default=100)
     parser.add_argument("--limit-items", type=int, default=None)
@@ -200,9 +211,14 @@ def main() -> None:
     history = reserve_history(data.interactions, config.k)["history"]
     log.info("ML-1M: %d rated movies, %d users", len(item_order), len(user_order))
 
-    from knowrec.llm.llamacpp import LlamaCppLLM
+    from knowrec.llm import make_llm
 
-    llm = LlamaCppLLM(args.model, cache=args.cache, n_threads=args.threads, progress=True)
+    if args.backend == "openai":
+        extra = {"concurrency": args.concurrency}
+        extra |= {"base_url": args.base_url} if args.base_url else {}
+    else:
+        extra = {"n_threads": args.threads}
+    llm = make_llm(args.backend, model=args.model, cache=args.cache, progress=True, **extra)
     gen = KnowledgeGenerator(config, llm=llm, progress=True)
     if args.probe:
         probe(gen, data, item_order[: args.probe], user_order[: args.probe], history)

@@ -442,7 +442,7 @@ def test_save_load_round_trip(tmp_path: Path, small: World) -> None:
 
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown world size 'huge'; known sizes are small, demo, large"
+        ConfigError, match=r"unknown world size 'huge'; known sizes are tiny, small, demo, large"
     ):
         generate_world(size="huge")
     with pytest.raises(ConfigError, match="non-negative integer"):

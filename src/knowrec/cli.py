@@ -136,7 +136,7 @@ def data_convert(
 def data_synth(
     out: Annotated[Path, typer.Option(help="output directory")],
     seed: Annotated[int, typer.Option(help="random seed (same seed → same bytes)")] = 0,
-    size: Annotated[str, typer.Option(help="small | demo | large")] = "demo",
+    size: Annotated[str, typer.Option(help="tiny | small | demo | large")] = "demo",
 ) -> None:
     """Generate the built-in synthetic world (movies with ratings, news with impressions)."""
     from knowrec.data.synth import generate_world
@@ -149,13 +149,12 @@ def data_synth(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/demo"),
-    size: Annotated[str, typer.Option(help="synthetic world size")] = "demo",
-    seed: int = 0,
 ) -> None:
-    """Run the main job on the built-in synthetic world and print the results."""
+    """TRAWL end to end on the tiny synthetic world with the real LLM (about 10 minutes on
+    2 cores; a second run reuses every finished stage)."""
     from knowrec.pipelines.demo import run_demo
 
-    run_demo(out, size=size, seed=seed, console=console)
+    run_demo(out, console=console)
 
 
 # --------------------------------------------------------------------------- knowrec llm
@@ -351,6 +350,135 @@ def run_config(
     from knowrec.pipelines.trawl import run_trawl
 
     run_trawl(config, out or Path("runs") / config.stem, console=console)
+
+
+# --------------------------------------------------------------------------- knowrec judge
+
+judge_app = typer.Typer(
+    help="LLM quality judge (Explore Further): the human golden set of Good/Bad pairs.",
+    no_args_is_help=True,
+)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("label")
+def judge_label(
+    pairs: Annotated[
+        Path, typer.Option(help="CSV of pairs: trigger_id, candidate_id[, kind, note]")
+    ],
+    items: Annotated[Path, typer.Option(help="data set directory or file holding the items")],
+    out: Annotated[Path, typer.Option(help="golden-set CSV; each label is appended at once")],
+    format: FormatOpt = "auto",
+    text: TextOpt = None,
+    text_on: TextOnOpt = "id",
+    text_columns: TextColsOpt = "text",
+    id_column: str = "item_id",
+    title_column: str = "title",
+    year_column: str = "year",
+    chars: Annotated[int, typer.Option(help="characters of each item's text shown")] = 400,
+) -> None:
+    """Label pairs Good/Bad in the terminal: g/b (+ optional note), s skip, u undo, q quit.
+    Every answer is written at once; running the command again resumes."""
+    from knowrec.judge.golden import LabelFile, label_pairs, load_pairs
+
+    if chars < 1:
+        raise ConfigError(f"--chars must be at least 1, got {chars}")
+    data = _load(items, format, text, text_on, text_columns, id_column, title_column, year_column)
+    todo = load_pairs(pairs, items=data.items)
+    labels = LabelFile(out, items=data.items)
+    label_pairs(todo, data.items, labels, console=console, read=console.input, chars=chars)
+
+
+@judge_app.command("evaluate")
+def judge_evaluate(
+    golden: Annotated[Path, typer.Option(help="golden-set CSV (trigger_id, candidate_id, label)")],
+    items: Annotated[Path, typer.Option(help="data set directory or file holding the items")],
+    out: Annotated[Path, typer.Option(help="Parquet file of the per-pair scores")] = Path(
+        "runs/judge/scores.parquet"
+    ),
+    variants: Annotated[str, typer.Option(help="prompt variants: A, B and/or C")] = "A,B,C",
+    limit_triggers: Annotated[
+        int | None, typer.Option(help="only the first N triggers of the golden set")
+    ] = None,
+    noun: Annotated[str, typer.Option(help="what an item is, e.g. movie")] = "item",
+    personas: Annotated[int, typer.Option(help="role-played judges averaged (1-5)")] = 5,
+    item_tokens: Annotated[int, typer.Option(help="tokens of each item's text")] = 192,
+    reasoning_tokens: Annotated[int, typer.Option(help="C: tokens of the reasoning")] = 64,
+    format: FormatOpt = "auto",
+    text: TextOpt = None,
+    text_on: TextOnOpt = "id",
+    text_columns: TextColsOpt = "text",
+    id_column: str = "item_id",
+    title_column: str = "title",
+    year_column: str = "year",
+    backend: Annotated[str, typer.Option(help="LLM backend: llamacpp | openai")] = "llamacpp",
+    model: Annotated[
+        str | None, typer.Option(help="LLM model name or .gguf path (default: the 1.5B)")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")] = None,
+    threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads")] = None,
+    cache: Annotated[
+        Path, typer.Option(help="SQLite LLM answer cache (re-runs are free, kills resume)")
+    ] = Path("runs/llm_cache.sqlite"),
+) -> None:
+    """Score the golden pairs with the LLM judge; print pairwise accuracy per variant."""
+    import time
+
+    import polars as pl
+
+    from knowrec.judge import Judge, evaluate_golden, load_golden, parse_variants
+    from knowrec.llm import make_llm
+
+    wanted = parse_variants(variants)
+    if limit_triggers is not None and limit_triggers < 1:
+        raise ConfigError(f"--limit-triggers must be at least 1, got {limit_triggers}")
+    data = _load(items, format, text, text_on, text_columns, id_column, title_column, year_column)
+    gold = load_golden(golden, items=data.items)
+    if limit_triggers is not None:
+        keep = gold["trigger_id"].unique(maintain_order=True).head(limit_triggers)
+        gold = gold.filter(pl.col("trigger_id").is_in(keep.to_list()))
+    settings: dict[str, Any] = {"cache": cache}
+    for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
+        if value is not None:
+            settings[key] = value
+    started = time.perf_counter()
+    with make_llm(backend, **settings) as llm:
+        judge = Judge(
+            llm,
+            noun=noun,
+            personas=personas,
+            variants=wanted,
+            item_tokens=item_tokens,
+            reasoning_tokens=reasoning_tokens,
+        )
+        scores = judge.score(gold.select("trigger_id", "candidate_id"), data.items)
+        stats = judge.stats
+    wall = time.perf_counter() - started
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.write_parquet(out)
+    report = evaluate_golden(gold, scores, wanted)
+    table = Table(
+        title=f"judge on {golden.name}: {gold.height} pairs, "
+        f"{gold['trigger_id'].n_unique()} triggers, {len(judge.personas)} judges"
+    )
+    for name in ("variant", "pairwise acc.", "acc. hard", "(Good, Bad) pairs", "failed"):
+        table.add_column(name, justify="left" if name == "variant" else "right")
+    table.add_column("judgements/s", justify="right")
+    for row in report.iter_rows(named=True):
+        table.add_row(
+            row["variant"],
+            fmt_value(row["accuracy"]),
+            fmt_value(row["accuracy_hard"]),
+            str(row["good_bad_pairs"]),
+            str(row["failed"]),
+            fmt_value(row["judgements_per_s"]),
+        )
+    console.print(table)
+    console.print(
+        f"{stats.calls} model calls, {stats.cached} answers from the cache, {wall:.1f} s; "
+        f"judgements/s is per second of model time as measured when computed. "
+        f"Scores: {out}"
+    )
 
 
 def main() -> None:

@@ -71,9 +71,12 @@ class SizeSpec:
     max_rating_share: float  # a user rates at most this share of the items available
     news_history_sessions: float  # mean history reading sessions per user
     news_impressions: float  # mean impressions per user
+    text_words: tuple[int, int] = (150, 250)  # movie article length: signal + noise
 
 
 SIZES: dict[str, SizeSpec] = {
+    # tiny: the TRAWL demo, few items with short articles, so the real LLM reads all of them.
+    "tiny": SizeSpec(1_000, 32, 200, 60, 10.0, 0.6, 3.0, 2.0, text_words=(70, 100)),
     "small": SizeSpec(300, 200, 300, 250, 22.0, 0.5, 4.0, 3.0),
     "demo": SizeSpec(1_500, 600, 1_500, 600, 30.0, 0.4, 5.0, 4.0),
     "large": SizeSpec(20_000, 5_000, 20_000, 5_000, 45.0, 0.3, 6.0, 5.0),
@@ -650,6 +653,7 @@ def _movie_world(
             int(audience[i]),
             int(mood[i]),
             float(quality[i]),
+            spec.text_words,
         )
         for i in range(n_items)
     ]
@@ -976,6 +980,7 @@ def _movie_text(
     audience: int,
     mood: int,
     quality: float,
+    length: tuple[int, int] = (150, 250),
 ) -> str:
     """An article: a neutral lead, then signal and noise sentences in random order."""
     lead = (
@@ -1012,7 +1017,7 @@ def _movie_text(
         else:
             signal.append("Reviews were mixed.")
 
-    target = int(rng.integers(150, 250))
+    target = int(rng.integers(*length))
     words = len(lead.split()) + sum(len(s.split()) for s in signal)
     noise: list[str] = []
     kinds = rng.permutation(N_NOISE_KINDS)

@@ -121,6 +121,19 @@ class Domain(BaseModel):
             resolved.append(factor)
         return tuple(resolved)
 
+    def subset(self, names: list[str]) -> Domain:
+        """The same domain asked only for the factors ``names`` (in the domain's order)."""
+        known = [f.name for f in self.factors]
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"domain {self.name!r} has no factor(s) {', '.join(unknown)}; "
+                f"its factors are {', '.join(known)}"
+            )
+        return self.model_copy(
+            update={"factors": tuple(f for f in self.factors if f.name in names)}
+        )
+
     def for_side(self, side: Side) -> tuple[Factor, ...]:
         """The factors asked for ``side``."""
         _check_side(side)

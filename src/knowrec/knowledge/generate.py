@@ -82,6 +82,7 @@ class KnowledgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     domain: str = "movies"
+    factors: list[str] | None = None  # ask only these factors of the domain (default: all)
     k: int = Field(default=5, ge=1, le=50)
     item_tokens: int = Field(default=384, ge=8)
     history_item_tokens: int = Field(default=48, ge=8)
@@ -155,6 +156,8 @@ class KnowledgeGenerator:
             config = KnowledgeConfig.from_mapping(config)
         self.config = config
         self.domain: Domain = load_domain(config.domain)
+        if config.factors is not None:
+            self.domain = self.domain.subset(config.factors)
         self.llm = llm
         self._encoder = encoder
         self._tokenizer = tokenizer

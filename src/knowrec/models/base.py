@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,6 +74,25 @@ class CTRModel(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:  # pragma: no cover
         raise NotImplementedError
+
+    @torch.no_grad()
+    def adapted_vectors(
+        self, feature_map: FeatureMap, side: str = "item"
+    ) -> tuple[list[str], np.ndarray]:
+        """The knowledge part of every ``side`` entity that has knowledge (after the MoE
+        adapter when there is one): ids and an (n, d) float32 array. These TRAWL item
+        vectors exist for cold items too and feed the semantic recall path."""
+        index = feature_map.entity(side)
+        if index.knowledge is None:
+            raise ConfigError(f"this model has no {side} knowledge")
+        has = np.flatnonzero(np.abs(index.knowledge).sum(1) > 0)
+        has = has[has >= 2]  # skip padding and OOV
+        was = self.training
+        self.eval()
+        entity = self.embedding.entity(side)
+        vectors = entity.adapted(torch.as_tensor(has, dtype=torch.long)).numpy()
+        self.train(was)
+        return [index.vocab.tokens[e - 2] for e in has], vectors.astype(np.float32)
 
     def regularization(self) -> torch.Tensor | None:
         """Penalty added to the loss each step (embedding L2), or None."""

@@ -1,99 +1,68 @@
-"""The demo: the built-in synthetic world, its statistics, and baselines with the metrics.
+"""The demo: TRAWL end to end on the tiny synthetic world, with the real LLM and encoder.
 
-Later issues grow this into the full TRAWL / Explore Further / HKNR pipelines.
+``knowrec demo`` runs :func:`knowrec.pipelines.trawl.run_trawl` with the packaged
+``trawl_demo.toml`` (knowledge → vectors → SWING → DIN/DIEN/DeepFM with the MoE adapter →
+Table 1, Table 2, floors, report), then shows item-to-item neighbours of the TRAWL adapted
+item vectors for a few triggers beside their hidden attributes. Cached stages make a second
+run (or a killed one) resume.
 """
 
 from __future__ import annotations
 
-import json
-import time
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from knowrec.data.protocol import split_global_time
-from knowrec.data.stats import describe, positives
-from knowrec.data.synth import World, generate_world
-from knowrec.evaluation import evaluate_topk
-from knowrec.models.baselines import ItemKNN, Popularity
-from knowrec.report import fmt_value
+from knowrec.config import load_config
+from knowrec.pipelines.trawl import ExperimentConfig, adapted_item_vectors, run_trawl
+
+N_TRIGGERS = 4
 
 
-def load_or_generate(out: Path, size: str, seed: int) -> World:
-    """Reuse ``out/world`` when it was generated with the same seed and size."""
-    world_dir = out / "world"
-    manifest = world_dir / "world.json"
-    if manifest.exists():
-        info = json.loads(manifest.read_text())
-        if info.get("seed") == seed and info.get("size") == size:
-            return World.load(world_dir)
-    world = generate_world(seed=seed, size=size)
-    world.save(world_dir)
-    return world
+def demo_config() -> ExperimentConfig:
+    """The packaged demo configuration."""
+    with resources.as_file(resources.files("knowrec.pipelines") / "trawl_demo.toml") as path:
+        return load_config(path, ExperimentConfig)
 
 
-def run_demo(
-    out: Path, *, size: str = "demo", seed: int = 0, console: Console | None = None
-) -> dict:
-    """Generate (or reuse) the world, print its statistics, evaluate the baselines."""
+def run_demo(out: Path, *, console: Console | None = None) -> dict[str, Any]:
+    """Run the demo into ``out``; returns the TRAWL result with the neighbour table."""
+    from knowrec.data.synth import generate_world
+    from knowrec.retrieval import make_recall_path
+
     console = console or Console()
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    world = load_or_generate(out, size, seed)
-    console.print(f"[bold]synthetic world[/] seed={seed} size={size} → {out / 'world'}")
+    cfg = demo_config()
+    result = run_trawl(cfg, out, console)
 
-    stats = Table(title="data sets")
-    stats.add_column("statistic")
-    for name in ("movies", "news"):
-        stats.add_column(name, justify="right")
-    described = {n: describe(getattr(world, n)) for n in ("movies", "news")}
-    for key in (
-        "users_with_interactions",
-        "items",
-        "interactions",
-        "positives",
-        "density",
-        "time_min",
-        "time_max",
-    ):
-        stats.add_row(key, *(fmt_value(described[n][key]) for n in ("movies", "news")))
-    stats.add_row(
-        "text words (median)",
-        *(fmt_value(described[n]["text"].get("words_median")) for n in ("movies", "news")),
-    )
-    console.print(stats)
+    world = generate_world(seed=cfg.data.seed, size=cfg.data.size)
+    truth = world.truth["movie_items"].select("item_id", "hidden_genres", "mood", "cold")
+    about = {r["item_id"]: r for r in truth.iter_rows(named=True)}
+    titles = dict(zip(*world.movies.items.select("item_id", "title"), strict=True))
 
-    inter = world.movies.interactions
-    split = split_global_time(inter, cut=0.8)
-    train_pos = split["train"].filter(positives(inter))
-    test_pos = split["test"].filter(positives(inter))
-    items = world.movies.items["item_id"].to_list()
-    results = {}
-    for name, model in (("popularity", Popularity()), ("item-kNN", ItemKNN(k=50))):
-        t = time.perf_counter()
-        model.fit(train_pos)
-        results[name] = evaluate_topk(model.score, split["train"], test_pos, items, k=10)
-        results[name]["seconds"] = time.perf_counter() - t
-
-    table = Table(title="movies: next-period top-10 over all items (temporal split at 80%)")
-    table.add_column("model")
-    metric_names = [m for m in next(iter(results.values())) if m != "seconds"]
-    for m in metric_names:
-        table.add_column(m, justify="right")
-    for name, row in results.items():
-        table.add_row(name, *(f"{row[m]:.4f}" for m in metric_names))
+    path = make_recall_path("semantic", vectors=adapted_item_vectors(result)).fit()
+    triggers = truth.sort(["cold", "item_id"], descending=[True, False])["item_id"][:N_TRIGGERS]
+    table = Table(title="item-to-item: neighbours of TRAWL adapted item vectors (FAISS)")
+    for col in ("trigger", "neighbour", "score", "hidden genres · mood"):
+        table.add_column(col)
+    rows = []
+    for trigger, cands in path.recall(triggers.to_list(), k=3).items():
+        t = about[trigger]
+        cold = " (cold)" if t["cold"] else ""
+        table.add_row(
+            f"{titles[trigger]}{cold}", "", "", f"{', '.join(t['hidden_genres'])} · {t['mood']}"
+        )
+        for c in cands:
+            a = about[c.item_id]
+            table.add_row(
+                "", titles[c.item_id], f"{c.score:.3f}",
+                f"{', '.join(a['hidden_genres'])} · {a['mood']}",
+            )  # fmt: skip
+            rows.append({"trigger": trigger, "neighbour": c.item_id, "score": c.score})
     console.print(table)
-
-    report = {
-        "seed": seed,
-        "size": size,
-        "protocol": "movies world; global temporal split at the 80% time quantile; positives "
-        "rating >= 4; full ranking over all items, train items excluded",
-        "data": described,
-        "results": results,
-        "seconds": time.perf_counter() - t0,
-    }
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    console.print(f"results: {out / 'results.json'}  ({report['seconds']:.1f} s)")
-    return report
+    pl.DataFrame(rows).write_csv(out / "neighbours.csv")
+    console.print(f"report: {result['report']}")
+    return {**result, "neighbours": rows}

@@ -40,6 +40,7 @@ from knowrec.runs import Run
 
 log = logging.getLogger(__name__)
 Variant = Literal["full", "no_cl", "no_adapter"]
+ITEM_VECTORS = "item_vectors.npz"  # in a training stage's folder: ids, adapted vectors
 
 
 class DataConfig(Section):
@@ -61,10 +62,14 @@ class ProtocolConfig(Section):
     history_first: int = 5
     max_len: int = 10
     label: str = "rating > 3"
+    # Cold-start evaluation: this share of items (drawn with split_seed) loses its training
+    # samples, so the model meets them only through history sequences and knowledge.
+    cold_items: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class KnowledgeSection(Section):
     methods: list[str] = Field(default_factory=lambda: ["none", "raw", "trawl"])
+    sides: list[Literal["item", "user"]] = Field(default_factory=lambda: ["item", "user"])
     tables_dir: str | None = None  # <dir>/<prefix>_<side>_<method>.parquet
     table_prefix: str = "knowledge"
     generate: bool = True  # generate tables missing from tables_dir
@@ -99,6 +104,7 @@ class ExperimentConfig(Section):
     tau: float = 0.15
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     ablations: bool = True
+    ablation_backbones: list[str] | None = None  # default: every backbone
     sweep: dict[Literal["w1", "w2", "tau"], list[float]] = Field(default_factory=dict)
     sweep_backbone: str = "din"
 
@@ -134,7 +140,11 @@ def make_protocol(data: Dataset, cfg: ProtocolConfig) -> dict[str, pl.DataFrame]
     guard = reserve_history(inter, n_first=cfg.history_first)
     samples = ctr_samples(guard["rest"], inter, max_len=cfg.max_len, label=cfg.label)
     parts = split_users(samples, cfg.split, seed=cfg.split_seed)
-    return {"history": guard["history"], **parts}
+    items = data.items["item_id"].sort()
+    n_cold = round(cfg.cold_items * items.len())
+    cold = items.sample(n_cold, seed=cfg.split_seed, shuffle=True).to_frame()
+    parts["train"] = parts["train"].join(cold, on="item_id", how="anti")
+    return {"history": guard["history"], **parts, "cold": cold}
 
 
 def protocol_text(cfg: ExperimentConfig) -> str:
@@ -145,6 +155,12 @@ def protocol_text(cfg: ExperimentConfig) -> str:
         f"interactions of each user are history only (behaviour sequences and user "
         f"knowledge), never samples; label = {p.label}; behaviour sequence = last "
         f"{p.max_len} (item, rating) pairs strictly before the sample; metrics on test users"
+        + (
+            f"; cold start: {p.cold_items:.0%} of items have no training samples "
+            "(cold AUC = test AUC on their samples)"
+            if p.cold_items
+            else ""
+        )
     )
 
 
@@ -152,17 +168,18 @@ def knowledge_table(
     data: Dataset, history: pl.DataFrame, cfg: KnowledgeSection, method: str, side: str,
     cache: Path,
 ) -> pl.DataFrame:  # fmt: skip
-    """A stored table from ``tables_dir`` when present, else generated."""
+    """A stored table from ``tables_dir`` when present, else generated (methods that need
+    the LLM only when ``generate`` is true)."""
+    from knowrec.knowledge import KnowledgeGenerator
+
+    gen = KnowledgeGenerator(cfg.settings)
     if cfg.tables_dir:
         path = Path(cfg.tables_dir) / f"{cfg.table_prefix}_{side}_{method}.parquet"
         if path.exists():
             return pl.read_parquet(path)
-        if not cfg.generate:
+        if not cfg.generate and gen.uses_llm(method):
             raise ConfigError(f"knowledge table {path} is missing and generate = false")
-    from knowrec.knowledge import KnowledgeGenerator
-
     llm = None
-    gen = KnowledgeGenerator(cfg.settings)
     if gen.uses_llm(method):
         from knowrec.llm import make_llm
 
@@ -236,7 +253,8 @@ def fit_and_score(
     }
     mode = "none" if vectors is None else ("raw" if variant == "no_adapter" else "adapter")
     model = build_backbone(
-        backbone, fmap, embedding={**cfg.embedding, "knowledge": mode},
+        backbone, fmap,
+        embedding={**cfg.embedding, "knowledge": mode, "knowledge_sides": sorted(knowledge)},
         **cfg.backbone_params.get(backbone, {}),
     )  # fmt: skip
     contrastive = mode == "adapter" and variant == "full"
@@ -251,8 +269,16 @@ def fit_and_score(
         model, TrainConfig(**{**cfg.train, "seed": seed}), loss=loss, checkpoint_dir=work
     )
     trainer.fit(enc["train"], enc["valid"], resume=True)
+    if mode == "adapter" and "item" in knowledge:  # the adapted item vectors (recall path)
+        ids, x = model.adapted_vectors(fmap, "item")
+        np.savez(work / ITEM_VECTORS, ids=np.asarray(ids), vectors=x)
     out = {f"valid_{k}": v for k, v in trainer.evaluate(enc["valid"]).items()}
     out |= {f"test_{k}": v for k, v in trainer.evaluate(enc["test"]).items()}
+    cold = samples["test"]["item_id"].is_in(samples["cold"]["item_id"].implode()).to_numpy()
+    y = samples["test"]["label"].to_numpy()
+    if 0 < y[cold].sum() < cold.sum():  # both labels among the cold items' test samples
+        p = trainer.predict(enc["test"])
+        out |= {"test_cold_auc": auc(y[cold], p[cold]), "test_cold_samples": int(cold.sum())}
     return out
 
 
@@ -303,7 +329,7 @@ def plan_jobs(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     if cfg.ablations and "trawl" in cfg.knowledge.methods:
         jobs += [
             {"method": "trawl", "backbone": b, "variant": v, "seed": s}
-            for b in cfg.backbones
+            for b in cfg.ablation_backbones or cfg.backbones
             for v in ("no_cl", "no_adapter")
             for s in cfg.seeds
         ]
@@ -343,7 +369,7 @@ def run_trawl(
     vectors: dict[str, dict[str, tuple[list[str], np.ndarray]] | None] = {"none": None}
     for method in [m for m in cfg.knowledge.methods if m != "none"]:
         vectors[method] = {}
-        for side in ("item", "user"):
+        for side in cfg.knowledge.sides:
 
             def build(d: Path, method: str = method, side: str = side) -> None:
                 table = knowledge_table(
@@ -352,7 +378,7 @@ def run_trawl(
                 )  # fmt: skip
                 table.write_parquet(d / "knowledge.parquet")
 
-            params = {**cfg.knowledge.model_dump(exclude={"methods"}), "method": method}
+            params = {**cfg.knowledge.model_dump(exclude={"methods", "sides"}), "method": method}
             table = run.stage(
                 f"knowledge-{side}-{method}",
                 {**params, "side": side},
@@ -379,7 +405,7 @@ def run_trawl(
             )
             (d / "scores.json").write_text(json.dumps(scores))
 
-        knowledge_stages = [f"knowledge-{s}-{job['method']}" for s in ("item", "user")]
+        knowledge_stages = [f"knowledge-{s}-{job['method']}" for s in cfg.knowledge.sides]
         params = {
             **job,
             "train": cfg.train,
@@ -390,7 +416,7 @@ def run_trawl(
             "train",
             params,
             train,
-            lambda d: json.loads((d / "scores.json").read_text()),
+            lambda d: {**json.loads((d / "scores.json").read_text()), "dir": str(d)},
             after=["swing"] + (knowledge_stages if job["method"] != "none" else []),
         )
         results.append({**job, **scores})
@@ -422,6 +448,8 @@ def summarise(
             sel = default.filter((pl.col("method") == method) & (pl.col("backbone") == backbone))
             row[f"{backbone} AUC"] = mean_std(sel["test_auc"].to_list())
             row[f"{backbone} LogLoss"] = mean_std(sel["test_logloss"].to_list())
+            if "test_cold_auc" in sel.columns:
+                row[f"{backbone} cold AUC"] = mean_std(sel["test_cold_auc"].drop_nulls().to_list())
         table1.append(row)
     sections = [
         ReportSection("Protocol", notes=protocol_text(cfg)),
@@ -433,7 +461,7 @@ def summarise(
     abl = frame.filter(pl.col("method") == "trawl")
     if cfg.ablations and abl.height:
         rows = []
-        for backbone in cfg.backbones:
+        for backbone in cfg.ablation_backbones or cfg.backbones:
             row = {"backbone": backbone}
             for variant, label in (
                 ("full", "TRAWL"),
@@ -468,6 +496,25 @@ def summarise(
             figs.append(fig)
         sections.append(ReportSection("Sensitivity", rows, figures=figs))
     return sections
+
+
+def adapted_item_vectors(
+    result: dict[str, Any], *, backbone: str | None = None, seed: int | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The TRAWL adapted item vectors of a finished run (the ``full`` trawl model of
+    ``backbone`` and ``seed``, default the first), for
+    ``make_recall_path("semantic", vectors=...)``."""
+    for job in result["runs"]:
+        if (
+            job["method"] == "trawl"
+            and job["variant"] == "full"
+            and backbone in (None, job["backbone"])
+            and seed in (None, job["seed"])
+            and (Path(job["dir"]) / ITEM_VECTORS).exists()
+        ):
+            saved = np.load(Path(job["dir"]) / ITEM_VECTORS)
+            return [str(i) for i in saved["ids"]], saved["vectors"]
+    raise ConfigError("the run has no trained TRAWL model with item knowledge")
 
 
 def print_table(console: Console, section: ReportSection) -> None:

@@ -1,0 +1,102 @@
+"""The TRAWL pipeline end to end on the tiny synthetic world (knowrec.pipelines.trawl)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from knowrec.data.synth import World
+from knowrec.errors import ConfigError
+from knowrec.pipelines.demo import demo_config
+from knowrec.pipelines.trawl import ExperimentConfig, adapted_item_vectors, run_trawl
+from knowrec.retrieval import make_recall_path
+
+
+def small_config(tables: Path | None = None, **update: Any) -> ExperimentConfig:
+    """The demo's configuration, cut down: knowledge from ``tables`` only."""
+    cfg = demo_config()
+    knowledge = cfg.knowledge.model_copy(
+        update={"tables_dir": str(tables) if tables else None, "generate": tables is None}
+    )
+    base = {"backbones": ["din"], "seeds": [0], "ablations": False, "knowledge": knowledge}
+    return cfg.model_copy(update={**base, **update})
+
+
+def test_runs_reports_and_reuses_its_stages(tmp_path: Path) -> None:
+    cfg = small_config(knowledge=demo_config().knowledge.model_copy(update={"methods": ["none"]}))
+    cfg = cfg.model_copy(update={"train": {**cfg.train, "epochs": 2}})
+    started = time.perf_counter()
+    first = run_trawl(cfg, tmp_path / "run")
+    took = time.perf_counter() - started
+
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert "cold start: 25% of items" in saved["protocol"]
+    assert [r["model"] for r in saved["floors"]] == ["item positive rate", "logistic regression"]
+    (row,) = saved["runs"]
+    assert row["method"] == "none" and 0.6 < row["test_auc"] < 0.95
+    assert row["test_cold_samples"] > 100 and 0.5 < row["test_cold_auc"] < row["test_auc"]
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert "Table 1" in md and "| none |" in md and "din cold AUC" in md
+    assert (tmp_path / "run" / "report.html").read_text().lower().startswith("<!doctype html>")
+    with pytest.raises(ConfigError, match="no trained TRAWL model"):
+        adapted_item_vectors(first)
+
+    started = time.perf_counter()
+    again = run_trawl(cfg, tmp_path / "run")  # every stage cached: no training again
+    assert time.perf_counter() - started < took / 2
+    assert again["runs"][0]["test_auc"] == row["test_auc"]
+
+
+def test_the_cold_items_have_no_training_samples(tmp_path: Path) -> None:
+    from knowrec.pipelines.trawl import load_data, make_protocol
+
+    cfg = demo_config()
+    frames = make_protocol(load_data(cfg.data), cfg.protocol)
+    cold = frames["cold"]["item_id"]
+    assert cold.len() == 8  # 25% of 32
+    assert not frames["train"]["item_id"].is_in(cold.implode()).any()
+    assert frames["test"]["item_id"].is_in(cold.implode()).sum() > 100
+    history = frames["history"].join(frames["train"].select("user_id").unique(), on="user_id")
+    assert history["item_id"].is_in(cold.implode()).any()  # seen only as history
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)
+def test_trawl_knowledge_helps_cold_items(
+    tmp_path: Path, tiny_world: World, demo_trawl_items: pl.DataFrame
+) -> None:
+    """Issue 4: with the real LLM's TRAWL item knowledge, DIN and DeepFM rank the test
+    samples of items they never saw in training better than without knowledge."""
+    assert (demo_trawl_items["status"] == "ok").mean() > 0.9, demo_trawl_items["error"]
+    demo_trawl_items.write_parquet(tmp_path / "knowledge_item_trawl.parquet")
+    cfg = small_config(tmp_path, backbones=["din", "deepfm"], seeds=[0, 1, 2])
+    cfg = cfg.model_copy(
+        update={"knowledge": cfg.knowledge.model_copy(update={"methods": ["none", "trawl"]})}
+    )
+    result = run_trawl(cfg, tmp_path / "run")
+    runs = pl.DataFrame(result["runs"])
+    cold = runs.group_by("method").agg(pl.col("test_cold_auc").mean(), pl.col("test_auc").mean())
+    by = {r["method"]: r for r in cold.iter_rows(named=True)}
+    print("cold-item AUC:", by)
+    assert by["trawl"]["test_cold_auc"] > by["none"]["test_cold_auc"] + COLD_MARGIN, by
+
+    # The adapted item vectors as a recall path: neighbours share the hidden genre.
+    path = make_recall_path("semantic", vectors=adapted_item_vectors(result)).fit()
+    truth = tiny_world.truth["movie_items"]
+    genre = dict(zip(truth["item_id"], truth["hidden_genres"].list.first(), strict=True))
+    ids = truth["item_id"].to_list()
+    hits = [genre[c.item_id] == genre[t] for t, cs in path.recall(ids, k=3).items() for c in cs]
+    base = np.mean([genre[a] == genre[b] for a in ids for b in ids if a != b])
+    print(
+        f"same hidden genre among adapted-vector neighbours: {np.mean(hits):.3f}, base {base:.3f}"
+    )
+    assert np.mean(hits) > 1.5 * base  # measured 0.115 vs 0.052
+
+
+COLD_MARGIN = 0.02  # measured: cold AUC none 0.581, trawl 0.616 (DIN + DeepFM, 3 seeds)
