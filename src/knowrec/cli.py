@@ -42,6 +42,27 @@ MapOpt = Annotated[
 ]
 
 
+BackendOpt = Annotated[str, typer.Option(help="LLM backend: llamacpp | openai")]
+ModelOpt = Annotated[
+    str | None, typer.Option(help="LLM model name or .gguf path (default: the 1.5B)")
+]
+BaseUrlOpt = Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="llamacpp: CPU threads")]
+LLMCacheOpt = Annotated[
+    Path, typer.Option(help="SQLite LLM answer cache (re-runs are free, kills resume)")
+]
+
+
+def _llm_settings(
+    model: str | None, base_url: str | None, threads: int | None, **settings: Any
+) -> dict[str, Any]:
+    """make_llm keywords from the shared LLM options (unset ones left to the backend)."""
+    for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
 def _load(
     path: Path,
     format: str,
@@ -201,7 +222,7 @@ def llm_chat(
     model: Annotated[
         str | None, typer.Option(help="model name or .gguf path (required for openai)")
     ] = None,
-    base_url: Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")] = None,
+    base_url: BaseUrlOpt = None,
     json_schema: Annotated[
         Path | None, typer.Option(help="JSON schema file: answer with matching JSON")
     ] = None,
@@ -209,16 +230,13 @@ def llm_chat(
         str | None, typer.Option(help="comma-separated labels: print their probabilities")
     ] = None,
     max_tokens: Annotated[int, typer.Option(help="answer length limit")] = 256,
-    threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads")] = None,
+    threads: ThreadsOpt = None,
     cache: Annotated[Path | None, typer.Option(help="SQLite answer cache")] = None,
 ) -> None:
     """Ask one question; print the answer (JSON with --json-schema or --labels)."""
     from knowrec.llm import make_llm
 
-    settings: dict[str, Any] = {"cache": cache, "progress": False}
-    for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
-        if value is not None:
-            settings[key] = value
+    settings = _llm_settings(model, base_url, threads, cache=cache, progress=False)
     schema = None
     if json_schema is not None:
         try:
@@ -267,15 +285,11 @@ def knowledge_generate(
             "interactions, the reserved history)"
         ),
     ] = None,
-    backend: Annotated[str, typer.Option(help="LLM backend: llamacpp | openai")] = "llamacpp",
-    model: Annotated[
-        str | None, typer.Option(help="LLM model name or .gguf path (default: the 1.5B)")
-    ] = None,
-    base_url: Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")] = None,
-    threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads")] = None,
-    cache: Annotated[
-        Path, typer.Option(help="SQLite LLM answer cache (re-runs are free, kills resume)")
-    ] = Path("runs/llm_cache.sqlite"),
+    backend: BackendOpt = "llamacpp",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    threads: ThreadsOpt = None,
+    cache: LLMCacheOpt = Path("runs/llm_cache.sqlite"),
     text: TextOpt = None,
     text_on: TextOnOpt = "id",
     text_columns: TextColsOpt = "text",
@@ -314,11 +328,7 @@ def knowledge_generate(
     if gen.uses_llm(method):
         from knowrec.llm import make_llm
 
-        llm_settings: dict[str, Any] = {"cache": cache}
-        for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
-            if value is not None:
-                llm_settings[key] = value
-        llm = make_llm(backend, **llm_settings)
+        llm = make_llm(backend, **_llm_settings(model, base_url, threads, cache=cache))
         gen = KnowledgeGenerator(cfg, llm=llm)
     sides = ["item", "user"] if side == "both" else [side]
     try:
@@ -411,15 +421,11 @@ def judge_evaluate(
     id_column: str = "item_id",
     title_column: str = "title",
     year_column: str = "year",
-    backend: Annotated[str, typer.Option(help="LLM backend: llamacpp | openai")] = "llamacpp",
-    model: Annotated[
-        str | None, typer.Option(help="LLM model name or .gguf path (default: the 1.5B)")
-    ] = None,
-    base_url: Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")] = None,
-    threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads")] = None,
-    cache: Annotated[
-        Path, typer.Option(help="SQLite LLM answer cache (re-runs are free, kills resume)")
-    ] = Path("runs/llm_cache.sqlite"),
+    backend: BackendOpt = "llamacpp",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    threads: ThreadsOpt = None,
+    cache: LLMCacheOpt = Path("runs/llm_cache.sqlite"),
 ) -> None:
     """Score the golden pairs with the LLM judge; print pairwise accuracy per variant."""
     import time
@@ -437,12 +443,8 @@ def judge_evaluate(
     if limit_triggers is not None:
         keep = gold["trigger_id"].unique(maintain_order=True).head(limit_triggers)
         gold = gold.filter(pl.col("trigger_id").is_in(keep.to_list()))
-    settings: dict[str, Any] = {"cache": cache}
-    for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
-        if value is not None:
-            settings[key] = value
     started = time.perf_counter()
-    with make_llm(backend, **settings) as llm:
+    with make_llm(backend, **_llm_settings(model, base_url, threads, cache=cache)) as llm:
         judge = Judge(
             llm,
             noun=noun,
