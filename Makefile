@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,llm,model]'
+	$(BIN)/pip install --quiet -e '.[dev,llm,model,gpu]'
 	$(BIN)/knowrec llm pull qwen2.5-coder-1.5b
 	touch $(STAMP)
 

@@ -18,6 +18,13 @@ to recompute (``--methods raw,summary,topic_summary`` writes them under ``runs/`
     nohup nice -n 10 .venv/bin/python benchmarks/knowledge_ml1m.py > runs/knowledge_ml1m.log 2>&1 &
     .venv/bin/python benchmarks/knowledge_ml1m.py --backend openai --base-url http://gpu:8000/v1
     .venv/bin/python benchmarks/knowledge_ml1m.py --probe 20   # look at 20 items first
+
+On a GPU machine without the data (see knowrec.llm.batch): export the requests, answer
+them there with the ``transformers`` backend, then build the tables from that cache:
+
+    .venv/bin/python benchmarks/knowledge_ml1m.py --backend transformers --export-requests R.jsonl
+    python -m knowrec.llm.batch R.jsonl --backend transformers --cache gpu.sqlite  # on the GPU
+    .venv/bin/python benchmarks/knowledge_ml1m.py --backend transformers --cache gpu.sqlite
 """
 
 from __future__ import annotations
@@ -124,10 +131,9 @@ def run_table(
     job also resumes on a machine without the LLM cache."""
     parts: list[pl.DataFrame] = []
     if out.exists():
-        done_before = pl.read_parquet(out).filter(pl.col("status") == "ok")
-        parts.append(done_before)
-        ids = [i for i in ids if i not in set(done_before["id"].to_list())]
-        log.info("%s %s: %d rows from %s kept", method, side, done_before.height, out)
+        parts.append(pl.read_parquet(out).filter(pl.col("status") == "ok"))
+        ids = missing_ids(ids, out)
+        log.info("%s %s: %d rows from %s kept", method, side, parts[0].height, out)
     totals = {"items": 0, "computed": 0, "failed": 0, "prompt_ms": 0.0, "gen_ms": 0.0}
     totals.update({"total_ms": 0.0, "prompt_eval_tokens": 0, "completion_tokens": 0})
     started = time.perf_counter()
@@ -176,6 +182,30 @@ def probe(gen: KnowledgeGenerator, data: Dataset, ids: list[str], users: list[st
             print(f"- {row['id']} {name}: {row['text'] or row['error']}")
 
 
+def missing_ids(ids: list[str], out: Path) -> list[str]:
+    """``ids`` without the rows already done in the table at ``out``."""
+    if not out.exists():
+        return ids
+    done = set(pl.read_parquet(out).filter(pl.col("status") == "ok")["id"].to_list())
+    return [i for i in ids if i not in done]
+
+
+def export(gen, data, jobs, items, users, history, args) -> None:
+    """Write the LLM requests of every job's missing rows (see the module docstring)."""
+    from knowrec.llm.batch import export_requests
+
+    requests = []
+    for side, method in jobs:
+        if gen.uses_llm(method):
+            ids = missing_ids(
+                items if side == "item" else users, table_path(side, method, args.out_dir)
+            )
+            requests += gen.llm_requests(data, method, side, ids=ids, history=history)
+            log.info("%s %s: %d requests", method, side, len(requests))
+    n = export_requests(gen.llm, requests, args.export_requests)
+    log.info("%d requests written to %s", n, args.export_requests)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
@@ -183,13 +213,16 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     parser.add_argument("--model", default="qwen2.5-coder-1.5b")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--backend", default="llamacpp", help="llamacpp | openai")
+    parser.add_argument("--backend", default="llamacpp", help="llamacpp | openai | transformers")
     parser.add_argument("--base-url", default=None, help="openai: server URL ending in /v1")
     parser.add_argument("--concurrency", type=int, default=8, help="openai: parallel requests")
     parser.add_argument("--methods", default="trawl,kar", help="comma-separated")
     parser.add_argument("--chunk", type=int, default=100)
     parser.add_argument("--limit-items", type=int, default=None)
     parser.add_argument("--limit-users", type=int, default=None)
+    parser.add_argument(
+        "--export-requests", type=Path, default=None, help="write the missing rows' requests"
+    )
     parser.add_argument("--probe", type=int, default=0, help="print N items/users and stop")
     parser.add_argument(
         "--sides",
@@ -216,8 +249,10 @@ def main() -> None:
     if args.backend == "openai":
         extra = {"concurrency": args.concurrency}
         extra |= {"base_url": args.base_url} if args.base_url else {}
-    else:
+    elif args.backend == "llamacpp":
         extra = {"n_threads": args.threads}
+    else:
+        extra = {}
     llm = make_llm(args.backend, model=args.model, cache=args.cache, progress=True, **extra)
     gen = KnowledgeGenerator(config, llm=llm, progress=True)
     if args.probe:
@@ -235,6 +270,9 @@ def main() -> None:
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     jobs = [(s, m) for s, m in LLM_ORDER if m in methods and s in sides]
     jobs += [(s, m) for m in methods for s in sides if (s, m) not in LLM_ORDER]
+    if args.export_requests:
+        export(gen, data, jobs, items, users, history, args)
+        return
     for side, method in jobs:
         ids = items if side == "item" else users
         generated = gen.uses_llm(method)

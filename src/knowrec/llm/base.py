@@ -509,6 +509,18 @@ class LLM(ABC):
         self._count_call()
         result.attempts = 1
         logprobs, completion = self._label_logprobs(messages, request.labels, seed=request.seed)
+        self._accept_labels(result, logprobs, completion, request, validate)
+
+    def _accept_labels(
+        self,
+        result: Result,
+        logprobs: Mapping[str, float],
+        completion: Completion,
+        request: Request,
+        validate: Validator | None,
+    ) -> None:
+        """Record a label answer (log-probabilities) in ``result``."""
+        assert request.labels is not None
         self._add_stats(result, completion)
         result.raw = normalise_logprobs(logprobs, request.labels)
         result.text = json.dumps(result.raw)
@@ -519,12 +531,8 @@ class LLM(ABC):
         self, result: Result, messages: list[Message], request: Request, validate: Validator | None
     ) -> None:
         for attempt in range(1, self.retries + 2):
-            if attempt > 1:  # re-ask, showing the model its rejected answer and why
-                nudge = [
-                    {"role": "assistant", "content": result.text or ""},
-                    {"role": "user", "content": _nudge(str(result.error), request.schema)},
-                ]
-                messages, _ = self._fit([*messages, *nudge], request.max_tokens)
+            if attempt > 1:
+                messages = self._retry_messages(messages, result, request)
             self._count_call()
             result.attempts = attempt
             completion = self._complete(
@@ -534,20 +542,37 @@ class LLM(ABC):
                 temperature=request.temperature,
                 seed=request.seed,
             )
-            self._add_stats(result, completion)
-            result.text = completion.text
-            try:
-                result.raw = self._parse(completion.text, request.schema)
-                result.value = self._validated(result.raw, validate)
-            except LLMOutputError as exc:
-                result.error = str(exc)
-                if completion.finish_reason == "length":
-                    result.error += f" (answer cut at max_tokens={request.max_tokens})"
-                log.debug("attempt %d rejected: %s", attempt, result.error)
-                continue
-            result.ok, result.error = True, None
-            return
+            if self._accept(result, completion, request, validate):
+                return
         raise LLMOutputError(result.error or "no answer")
+
+    def _retry_messages(
+        self, messages: list[Message], result: Result, request: Request
+    ) -> list[Message]:
+        """The conversation re-asking after a rejected answer, showing it and why."""
+        nudge = [
+            {"role": "assistant", "content": result.text or ""},
+            {"role": "user", "content": _nudge(str(result.error), request.schema)},
+        ]
+        return self._fit([*messages, *nudge], request.max_tokens)[0]
+
+    def _accept(
+        self, result: Result, completion: Completion, request: Request, validate: Validator | None
+    ) -> bool:
+        """Record one attempt's answer in ``result``; True when it parsed and validated."""
+        self._add_stats(result, completion)
+        result.text = completion.text
+        try:
+            result.raw = self._parse(completion.text, request.schema)
+            result.value = self._validated(result.raw, validate)
+        except LLMOutputError as exc:
+            result.error = str(exc)
+            if completion.finish_reason == "length":
+                result.error += f" (answer cut at max_tokens={request.max_tokens})"
+            log.debug("attempt %d rejected: %s", result.attempts, result.error)
+            return False
+        result.ok, result.error = True, None
+        return True
 
     @staticmethod
     def _parse(text: str, schema: Mapping[str, Any] | None) -> Any:

@@ -9,9 +9,10 @@ Every path is fitted on history and then answers triggers with scored candidates
 
 Registered kinds: ``coclick`` (session co-engagement counts), ``cf`` (implicit ALS item
 factors, FAISS), ``two_tower`` (MiniLM text towers trained on co-click pairs, FAISS; see
-:mod:`knowrec.retrieval.twotower`) and ``semantic`` (text or any given item vectors, FAISS).
-Register your own with :func:`register_recall_path`; a path only implements ``fit`` and
-``_recall_known`` (the Q' LLM-query path plugs in the same way).
+:mod:`knowrec.retrieval.twotower`), ``semantic`` (text or any given item vectors, FAISS)
+and ``qprime`` (LLM-written complementary queries run on a BM25 index of the corpus; see
+:mod:`knowrec.retrieval.qprime`). Register your own with :func:`register_recall_path`; a
+path only implements ``fit`` and ``_recall_known``.
 
 Unknown triggers (and triggers a path cannot place, e.g. an item without text for a text
 path) never raise by default: they get an empty list and a reason in ``path.failures``;
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 RECALL_PATHS: dict[str, type[RecallPath]] = {}
 # Built-in kinds that live in modules with heavy imports (torch), registered on first use.
-_LAZY = {"two_tower": "knowrec.retrieval.twotower"}
+_LAZY = {"two_tower": "knowrec.retrieval.twotower", "qprime": "knowrec.retrieval.qprime"}
 P = TypeVar("P", bound="type[RecallPath]")
 _STATE_FILE = "recall_path.json"
 
