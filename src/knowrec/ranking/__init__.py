@@ -1,5 +1,10 @@
-"""Ranking for Explore Further (SPEC §2.2): pair features, LightGBM rankers, the final
-score ``(1−λ)·z(ranker) + λ·z(quality)`` and its λ trade-off sweep."""
+"""Ranking for Explore Further (SPEC §2.2): pair features, LightGBM rankers, the
+multitask cross-encoder (click + quality heads), the final score
+``(1−λ)·z(ranker) + λ·z(quality)`` and its λ trade-off sweep.
+
+The cross-encoder names (torch, transformers) are imported on first use."""
+
+from typing import Any
 
 from knowrec.ranking.combine import (
     SweepPoint,
@@ -18,10 +23,33 @@ from knowrec.ranking.features import (
 )
 from knowrec.ranking.lgbm import RANKERS, LGBMRanker, make_ranker
 
+_LAZY = {
+    name: "knowrec.ranking.cross_encoder"
+    for name in (
+        "CROSS_ENCODER_FEATURES",
+        "CrossEncoderFeatures",
+        "CrossEncoderRanker",
+        "quality_targets",
+        "soft_labels",
+    )
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "CROSS_ENCODER_FEATURES",
     "RANKERS",
     "CoEngagementFeatures",
     "ColumnFeatures",
+    "CrossEncoderFeatures",
+    "CrossEncoderRanker",
     "FeatureGroup",
     "LGBMRanker",
     "SweepPoint",
@@ -32,5 +60,7 @@ __all__ = [
     "lambda_sweep",
     "make_ranker",
     "path_columns",
+    "quality_targets",
+    "soft_labels",
     "tradeoff_figure",
 ]
