@@ -351,15 +351,58 @@ def run_config(
     config: Annotated[Path, typer.Argument(help="experiment config (TOML)")],
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/<name>)")] = None,
 ) -> None:
-    """Run an experiment config: every stage cached, results.md + report.html written."""
-    from knowrec.config import read_toml
+    """Run an experiment config (pipeline = "trawl" or "explore"): every stage cached,
+    results.md + report.html written."""
+    from knowrec.config import pipeline_runner
 
-    pipeline = read_toml(config).get("pipeline")
-    if pipeline != "trawl":
-        raise ConfigError(f"{config}: pipeline = {pipeline!r}; known pipelines: 'trawl'")
-    from knowrec.pipelines.trawl import run_trawl
+    runner = pipeline_runner(config)
+    runner(config, out or Path("runs") / config.stem, console=console)
 
-    run_trawl(config, out or Path("runs") / config.stem, console=console)
+
+@app.command("recommend")
+def recommend(
+    run: Annotated[Path, typer.Option("--run", help="a finished Explore Further run directory")],
+    item: Annotated[str, typer.Option("--item", help="the trigger item id")],
+    k: Annotated[int | None, typer.Option(help="how many to show (default: the run's)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    online_scoring: Annotated[
+        bool, typer.Option(help="run every ranking stage now instead of the stored scores")
+    ] = False,
+) -> None:
+    """Item-to-item recommendations from a finished Explore Further run: candidate-store
+    lookup, online recall paths, ranking; top k with scores, provenance and latency."""
+    from rich.markup import escape
+
+    from knowrec.pipelines.explore import ExploreService
+
+    with ExploreService.load(run, warm=online_scoring) as service:
+        rec = service.recommend(item, k, online_scoring=online_scoring)
+        load_ms = service.load_ms
+    if as_json:
+        print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False))
+        return
+    table = Table(title=escape(f"{rec.trigger_title or rec.trigger_id} ({rec.trigger_id})"))
+    for name in ("#", "item", "title", "score", "ranker", "quality", "recall paths"):
+        table.add_column(name, justify="right" if name in ("#", "score") else "left")
+    for r in rec.items:
+        quality = r.scores.get("quality")
+        table.add_row(
+            str(r.rank),
+            escape(r.item_id),
+            escape(r.title or ""),
+            f"{r.score:.3f}",
+            f"{r.scores.get('ranker', float('nan')):.3f}",
+            "" if quality is None else f"{quality:.3f}",
+            escape(", ".join(f"{p} {v:.3g}" for p, v in r.paths.items())),
+        )
+    console.print(table)
+    sources = ", ".join(f"{s} {n}" for s, n in rec.sources.items())
+    console.print(
+        f"latency {rec.latency_ms:.2f} ms (run loaded in {load_ms:.0f} ms) · scores "
+        f"{rec.scoring} · candidates: {sources}"
+        + (f" · failures: {rec.failures}" if rec.failures else ""),
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------- knowrec judge

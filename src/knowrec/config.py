@@ -4,6 +4,7 @@ the file and the key (``configs/x.toml: train.lr: Input should be a valid number
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,3 +47,24 @@ def validate(model: type[M], data: dict[str, Any], source: str | Path = "config"
 def load_config(path: str | Path, model: type[M]) -> M:
     """Read and validate a TOML config file."""
     return validate(model, read_toml(path), source=path)
+
+
+#: The pipelines of ``knowrec run``, by the ``pipeline`` key of a config file:
+#: ``"module:function"`` with ``function(config_path, out_dir, console=...)``.
+PIPELINES: dict[str, str] = {
+    "trawl": "knowrec.pipelines.trawl:run_trawl",
+    "explore": "knowrec.pipelines.explore:run_explore",
+}
+
+
+def pipeline_runner(path: str | Path) -> Callable[..., Any]:
+    """The function that runs the config file at ``path`` (ConfigError naming the known
+    pipelines when its ``pipeline`` key is missing or unknown)."""
+    import importlib
+
+    name = read_toml(path).get("pipeline")
+    if name not in PIPELINES:
+        known = ", ".join(repr(p) for p in PIPELINES)
+        raise ConfigError(f"{path}: pipeline = {name!r}; known pipelines: {known}")
+    module, function = PIPELINES[name].split(":")
+    return getattr(importlib.import_module(module), function)
