@@ -70,8 +70,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -85,6 +84,7 @@ from torch.nn import functional as F
 from knowrec.encoders import DEFAULT_MODEL, resolve_model_path
 from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
 from knowrec.progress import progress_bar
+from knowrec.train.checkpoint import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -347,19 +347,6 @@ class PairTokenizer:
         if self.has_types:
             out["token_type_ids"] = torch.from_numpy(types)
         return out
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- ranker
@@ -685,7 +672,7 @@ class CrossEncoderRanker:
         groups = self._groups(frame, triggers)
         targets = self._targets(frame, groups)
         device = self._device()
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             self._build()
             assert self.net is not None and self.tokenizer is not None
             self.tokenizer.add(tmap, triggers + candidates)
@@ -899,7 +886,7 @@ class CrossEncoderRanker:
             show = self.progress if progress is None else progress
             bs = self.eval_batch_size
             with (
-                _threads(self.threads),
+                torch_threads(self.threads),
                 torch.inference_mode(),
                 progress_bar("cross-encoder scoring", total=len(unique), enabled=show) as bar,
             ):

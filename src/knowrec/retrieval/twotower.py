@@ -19,8 +19,6 @@ FAISS; items without co-clicks (cold) are still indexed from their text.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -42,6 +40,7 @@ from knowrec.retrieval.paths import (
     register_recall_path,
 )
 from knowrec.similarity.coclick import coclick_counts
+from knowrec.train.checkpoint import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +99,6 @@ def in_batch_softmax_loss(
     same.fill_diagonal_(False)
     logits = logits.masked_fill(same, float("-inf"))
     return F.cross_entropy(logits, torch.arange(len(q)))
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @register_recall_path("two_tower")
@@ -210,7 +196,7 @@ class TwoTowerPath(VectorRecallPath):
             raise DataFormatError(
                 f"recall path {self.name!r}: no co-click pairs among the items with text"
             )
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             self.model = self._train(x, pairs)
             self.model.eval()
             with torch.no_grad():
