@@ -94,18 +94,20 @@ def train_backbone(
     name: str,
     fmap: FeatureMap,
     data: dict[str, Samples],
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    progress: bool,
+    args: argparse.Namespace,
 ) -> dict[str, float]:
+    """Train one backbone with the command line's epochs, lr, batch size, seed, progress."""
+    seed = args.seed
     seed_everything(seed)
     setting = SETTINGS[name]
     model = build_backbone(name, fmap, embedding=setting["embedding"], **setting["params"])
     config = TrainConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, patience=1, progress=progress
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=seed,
+        patience=1,
+        progress=not args.no_progress,
     )
     trainer = Trainer(model, config)
     result = trainer.fit(data["train"], data["valid"])
@@ -148,16 +150,7 @@ def main() -> None:
     t2 = time.perf_counter()
     rows: dict[str, dict[str, Any]] = floors(frames)
     for name in args.models:
-        rows[name] = train_backbone(
-            name,
-            fmap,
-            data,
-            epochs=args.epochs,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
+        rows[name] = train_backbone(name, fmap, data, args)
         print(name, rows[name], flush=True)
 
     print(f"\n{PROTOCOL}")

@@ -1,6 +1,6 @@
 """Online ``recommend`` latency per trigger from a loaded Explore Further run (issue 5).
 
-The online flow of :class:`knowrec.pipelines.explore.ExploreService`: one candidate-store
+The online flow of :class:`knowrec.explore.service.ExploreService`: one candidate-store
 lookup, the run's online recall paths (FAISS), then ranking — with the scores precomputed
 offline (one more store lookup) or with every ranking stage run at request time
 (co-engagement features, stage-1 LightGBM and, when the run has them, the cross-encoder
@@ -36,7 +36,9 @@ import numpy as np
 from common import ROOT, write_result
 from knowrec.config import load_config
 from knowrec.errors import KnowrecError
-from knowrec.pipelines.explore import SERVING_FILE, ExploreConfig, ExploreService, run_explore
+from knowrec.explore.config import ExploreConfig
+from knowrec.explore.service import SERVING_FILE, ExploreService
+from knowrec.pipelines.explore import run_explore
 
 CONFIG = ROOT / "configs" / "explore_synthetic.toml"
 #: The benchmark's cross-encoder: small, so the run builds in a few minutes on 2 cores.

@@ -196,16 +196,7 @@ def main() -> None:
     data = {k: fmap.encode(frames[k]) for k in ("train", "valid", "test")}
     rows: dict[str, dict[str, Any]] = {}
     for name in args.models:
-        own = train_backbone(
-            name,
-            fmap,
-            data,
-            epochs=args.epochs,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=not args.no_progress,
-        )
+        own = train_backbone(name, fmap, data, args)
         other = peer["models"][name]
         rows[name] = {
             "knowrec": own,

@@ -32,6 +32,7 @@ from knowrec.ranking import (
     LGBMRanker,
     build_features,
     final_score,
+    make_ranker,
     quality_targets,
     soft_labels,
 )
@@ -202,6 +203,11 @@ def test_symmetric_cross_entropy() -> None:
     rce = 4.0 * float(1 - p[1])  # log 0 := −4 for the four empty classes
     got = quality_label_loss(logits, target, alpha=0.5, beta=2.0)
     assert float(got) == pytest.approx(0.5 * float(ce) + 2.0 * rce, rel=1e-6)
+
+
+def test_registered_by_name() -> None:
+    ranker = make_ranker("cross_encoder", mode="direct", max_tokens=32)
+    assert isinstance(ranker, CrossEncoderRanker) and ranker.mode == "direct"
 
 
 def test_click_teacher_is_z_scored_within_groups() -> None:

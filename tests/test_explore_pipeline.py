@@ -1,10 +1,12 @@
 """The Explore Further pipeline end to end on the tiny synthetic world
-(knowrec.pipelines.explore) and its online flow (`knowrec recommend`, ExploreService)."""
+(knowrec.pipelines.explore) and its online flow (`knowrec recommend`, ExploreService,
+`knowrec serve`)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,19 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
 from knowrec.config import load_config, validate
 from knowrec.errors import ConfigError, UnknownIdError
-from knowrec.pipelines.explore import (
-    SERVING_FILE,
-    ExploreConfig,
-    ExploreService,
-    NoCandidatesError,
-    PathSpec,
-    run_explore,
-)
+from knowrec.explore.config import ExploreConfig, PathSpec
+from knowrec.explore.service import SERVING_FILE, ExploreService, NoCandidatesError
+from knowrec.pipelines.explore import run_explore
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWREC = [sys.executable, "-m", "knowrec"]
@@ -147,6 +145,51 @@ def test_recommend_cli(finished: tuple[Path, dict[str, Any], float]) -> None:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_http_server(finished: tuple[Path, dict[str, Any], float]) -> None:
+    """`knowrec serve`: a real uvicorn server in a subprocess, queried over HTTP."""
+    out, _, _ = finished
+    port = _free_port()
+    server = subprocess.Popen(
+        [*KNOWREC, "serve", "--run", str(out), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = httpx.get(f"{url}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.5)
+        with ExploreService.load(out) as service:
+            expected, n_items = service.recommend("7", 3), len(service.titles)
+        assert health.json() == {"status": "ok", "run": "tiny", "items": n_items}
+        rec = httpx.get(f"{url}/recommend", params={"item": "7", "k": 3}).json()
+        assert [r["item_id"] for r in rec["items"]] == [r.item_id for r in expected.items]
+        assert rec["items"][0]["paths"] and rec["latency_ms"] > 0
+        assert httpx.get(f"{url}/items/7").json()["title"] == expected.trigger_title
+        missing = httpx.get(f"{url}/recommend", params={"item": "999"})
+        assert missing.status_code == 404 and "unknown item id '999'" in missing.json()["error"]
+        assert httpx.get(f"{url}/items/999").status_code == 404
+        assert httpx.get(f"{url}/recommend", params={"item": "7", "k": 0}).status_code == 422
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    one_line_error(knowrec("serve", "--run", out.parent / "nope"), "does not exist")
+
+
 def test_store_problems_are_clear(
     finished: tuple[Path, dict[str, Any], float], tmp_path: Path
 ) -> None:
@@ -189,6 +232,7 @@ def test_config_mistakes_are_clear(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('pipeline = "explore"\n[recall]\nk = "many"\n')
     one_line_error(knowrec("run", bad), "recall.k")
+    one_line_error(knowrec("run", bad, "--set", "recall.k=30", "--set", "judge=1"), "judge")
     bad.write_text('pipeline = "nope"\n')
     one_line_error(knowrec("run", bad), "known pipelines: 'trawl', 'explore'")
 

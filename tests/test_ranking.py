@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from knowrec.data.synth import generate_world
-from knowrec.errors import ConfigError, RegistryError
+from knowrec.errors import ConfigError, DataFormatError, RegistryError
 from knowrec.explore import click_impressions, click_ndcg_table, split_sessions
 from knowrec.metrics import click_ndcg_at_k, reco_dcg_at_k
 from knowrec.ranking import (
@@ -95,6 +95,19 @@ def test_coengagement_features_exact_values() -> None:
         build_features(pairs, [ColumnFeatures(["ce_click"])])
     with pytest.raises(ConfigError, match="not fitted"):
         CoEngagementFeatures().transform(pairs)
+
+
+def test_coengagement_features_save_and_load(tmp_path: Path) -> None:
+    log = _log([(0, [("a", 5), ("b", 5), ("c", 2)]), (3, [("a", 5), ("c", 5)])])
+    feats = CoEngagementFeatures(rule=RULE, windows_days=(7,)).fit(log)
+    again = CoEngagementFeatures.load(feats.save(tmp_path / "features"))
+    pairs = pl.DataFrame({"trigger_id": ["a", "a", "b"], "item_id": ["b", "c", "a"]})
+    assert again.now == feats.now and again.windows_days == (7,) and again.rule == RULE
+    assert again.transform(pairs).equals(feats.transform(pairs))
+    with pytest.raises(DataFormatError, match="unreadable"):
+        CoEngagementFeatures.load(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="not fitted"):
+        CoEngagementFeatures().save(tmp_path / "empty")
 
 
 def test_click_impressions_and_session_split() -> None:
@@ -186,6 +199,23 @@ def test_lightgbm_learns_a_planted_feature(objective: str, tmp_path: Path) -> No
     assert again.features == ranker.features and again.objective == objective
 
 
+def test_regression_objective_learns_a_continuous_label(tmp_path: Path) -> None:
+    """The quality model's pointwise option: the judge's expected 0–4 score as the label
+    (no groups needed)."""
+
+    def frame(seed: int) -> pl.DataFrame:
+        f = _planted(100, seed)
+        return f.with_columns(judge=(2 + pl.col("signal")).clip(0, 4))
+
+    train, test = frame(0), frame(1)
+    ranker = LGBMRanker(["noise_a", "signal", "noise_b"], objective="regression", n_estimators=80)
+    pred = ranker.fit(train, label="judge", group=None).predict(test)
+    assert np.corrcoef(pred, test["judge"].to_numpy())[0, 1] > 0.95
+    assert np.abs(pred - test["judge"].to_numpy()).mean() < 0.2
+    again = LGBMRanker.load(ranker.save(tmp_path / "quality"))
+    np.testing.assert_allclose(again.predict(test), pred)
+
+
 def test_ranker_errors() -> None:
     frame = _planted(5, 0)
     with pytest.raises(ConfigError, match="missing"):
@@ -196,7 +226,7 @@ def test_ranker_errors() -> None:
         LGBMRanker(["signal"]).fit(frame, group=None)
     with pytest.raises(ConfigError, match="objective"):
         LGBMRanker(["signal"], objective="poisson")
-    with pytest.raises(RegistryError, match="known are lgbm"):
+    with pytest.raises(RegistryError, match="known are cross_encoder, lgbm"):
         make_ranker("xgboost")
 
 

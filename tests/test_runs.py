@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from knowrec.config import Section, load_config
+from knowrec.config import Section, apply_overrides, load_config, read_toml
 from knowrec.errors import ConfigError
 from knowrec.runs import Run
 
@@ -92,3 +92,26 @@ def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
         load_config(broken, Config)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "none.toml", Config)
+
+
+def test_config_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('name = "x"\nitems = [{a = 1}, {a = 2}]\n[train]\nlr = 0.5\n')
+    data = apply_overrides(
+        read_toml(path),
+        ["train.lr=0.1", "name=plain words", "items.1.a=5", 'new.deep.key="s"', "flag=true"],
+    )
+    assert data["train"]["lr"] == 0.1 and data["name"] == "plain words"
+    assert data["items"] == [{"a": 1}, {"a": 5}] and data["new"] == {"deep": {"key": "s"}}
+    assert data["flag"] is True
+    simple = tmp_path / "d.toml"
+    simple.write_text('name = "x"\n')
+    assert load_config(simple, Config, ["train.lr=2"]).train.lr == 2.0
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
+        apply_overrides({}, ["lr"])
+    with pytest.raises(ConfigError, match="not an index"):
+        apply_overrides(read_toml(path), ["items.2.a=1"])
+    with pytest.raises(ConfigError, match="is a value"):
+        apply_overrides(read_toml(path), ["name.first=1"])
+    with pytest.raises(ConfigError, match=r"train.lr: Input should be a valid number"):
+        load_config(simple, Config, ["train.lr=fast"])

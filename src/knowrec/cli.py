@@ -350,13 +350,20 @@ def knowledge_generate(
 def run_config(
     config: Annotated[Path, typer.Argument(help="experiment config (TOML)")],
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/<name>)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="override a setting: key.path=value (TOML value), e.g. judge.eval_triggers=12",
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment config (pipeline = "trawl" or "explore"): every stage cached,
     results.md + report.html written."""
     from knowrec.config import pipeline_runner
 
     runner = pipeline_runner(config)
-    runner(config, out or Path("runs") / config.stem, console=console)
+    runner(config, out or Path("runs") / config.stem, console=console, overrides=set_ or [])
 
 
 @app.command("recommend")
@@ -373,7 +380,7 @@ def recommend(
     lookup, online recall paths, ranking; top k with scores, provenance and latency."""
     from rich.markup import escape
 
-    from knowrec.pipelines.explore import ExploreService
+    from knowrec.explore.service import ExploreService
 
     with ExploreService.load(run, warm=online_scoring) as service:
         rec = service.recommend(item, k, online_scoring=online_scoring)
@@ -403,6 +410,19 @@ def recommend(
         + (f" · failures: {rec.failures}" if rec.failures else ""),
         markup=False,
     )
+
+
+@app.command("serve")
+def serve_run(
+    run: Annotated[Path, typer.Option("--run", help="a finished Explore Further run directory")],
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """An HTTP API over a finished Explore Further run: GET /recommend?item=ID&k=5,
+    /items/ID, /health (JSON; docs at /docs)."""
+    from knowrec.serve import serve
+
+    serve(run, host=host, port=port)
 
 
 # --------------------------------------------------------------------------- knowrec judge

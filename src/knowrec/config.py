@@ -4,7 +4,7 @@ the file and the key (``configs/x.toml: train.lr: Input should be a valid number
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,13 +44,50 @@ def validate(model: type[M], data: dict[str, Any], source: str | Path = "config"
         raise ConfigError(f"{source}: {problems}") from None
 
 
-def load_config(path: str | Path, model: type[M]) -> M:
-    """Read and validate a TOML config file."""
-    return validate(model, read_toml(path), source=path)
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with ``key.path=value`` settings applied (``judge.eval_triggers=12``,
+    ``recall.paths.4.max_triggers=24``, ``cross_encoder.params.mode="direct"``): the value
+    is read as a TOML value (number, bool, string, array, inline table), else as a bare
+    string; list items are addressed by index."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        node: Any = data
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(
+                        f"--set {item!r}: {part!r} is not an index of a {len(node)}-item list"
+                    )
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict | list):
+                    raise ConfigError(
+                        f"--set {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
+                    )
+    return data
+
+
+def load_config(path: str | Path, model: type[M], overrides: Sequence[str] = ()) -> M:
+    """Read and validate a TOML config file, with ``--set`` style ``overrides``."""
+    return validate(model, apply_overrides(read_toml(path), overrides), source=path)
 
 
 #: The pipelines of ``knowrec run``, by the ``pipeline`` key of a config file:
-#: ``"module:function"`` with ``function(config_path, out_dir, console=...)``.
+#: ``"module:function"`` with ``function(config_path, out_dir, console=..., overrides=...)``.
 PIPELINES: dict[str, str] = {
     "trawl": "knowrec.pipelines.trawl:run_trawl",
     "explore": "knowrec.pipelines.explore:run_explore",

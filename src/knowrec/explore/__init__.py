@@ -1,6 +1,8 @@
 """Explore Further (SPEC §2): data preparation and offline evaluation of item-to-item
-recommendation. Recall paths live in :mod:`knowrec.retrieval`, rankers and score
-combination in :mod:`knowrec.ranking`."""
+recommendation; the experiment config in :mod:`knowrec.explore.config`, serving a finished
+run in :mod:`knowrec.explore.service`, the offline stages in
+:mod:`knowrec.pipelines.explore`. Recall paths live in :mod:`knowrec.retrieval`, rankers
+and score combination in :mod:`knowrec.ranking`."""
 
 from knowrec.explore.data import (
     click_impressions,

@@ -5,7 +5,7 @@
 Table 1, Table 2, floors, report), then shows item-to-item neighbours of the TRAWL adapted
 item vectors for a few triggers beside their hidden attributes, and Explore Further's
 recommendations for the same triggers (``explore_demo.toml``: recall paths, candidate
-store, LightGBM; served by :class:`~knowrec.pipelines.explore.ExploreService`). Cached
+store, LightGBM; served by :class:`~knowrec.explore.service.ExploreService`). Cached
 stages make a second run (or a killed one) resume.
 """
 
@@ -35,7 +35,9 @@ def explore_recommendations(
     out: Path, triggers: list[str], about: dict[str, Any], console: Console
 ) -> list[dict[str, Any]]:
     """Run the demo's Explore Further config into ``out`` and show the top 3 per trigger."""
-    from knowrec.pipelines.explore import ExploreConfig, ExploreService, run_explore
+    from knowrec.explore.config import ExploreConfig
+    from knowrec.explore.service import ExploreService
+    from knowrec.pipelines.explore import run_explore
 
     with resources.as_file(resources.files("knowrec.pipelines") / "explore_demo.toml") as path:
         cfg = load_config(path, ExploreConfig)

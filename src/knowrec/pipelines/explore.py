@@ -26,253 +26,53 @@ Stages (each cached in the run directory, see :mod:`knowrec.runs`):
 10. the report: a table shaped like the paper's Table 5, per-path recall@k and unique
     contribution, the λ sweep plot → ``results.json``, ``results.md``, ``report.html``.
 
-Online (:class:`ExploreService`): one candidate-store lookup, the online recall paths
-(fallback and fresh candidates), ranking with the precomputed scores (or every stage
-computed at request time with ``online_scoring``), top k with scores, provenance and
-latency.
+The config is :class:`knowrec.explore.config.ExploreConfig`; the online flow is
+:class:`knowrec.explore.service.ExploreService`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field, model_validator
 from rich.console import Console
 from rich.table import Table
 
-from knowrec.config import Section, load_config
+from knowrec.config import load_config
 from knowrec.data.tables import Dataset
-from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
-from knowrec.pipelines.trawl import DataConfig, load_data
+from knowrec.errors import ConfigError, KnowrecError
+from knowrec.explore.config import (
+    ExploreConfig,
+    ExploreData,
+    PathSpec,
+    RankerConfig,
+)
+from knowrec.explore.service import (
+    SERVING_FILE,
+    ExploreService,
+    cross_encoder_class,
+    load_vectors,
+    open_store,
+    quality_scores,
+    text_cosine,
+)
+from knowrec.pipelines.trawl import load_data
+from knowrec.ranking import CoEngagementFeatures
+from knowrec.ranking.combine import QUALITY, Combination
 from knowrec.report import Section as ReportSection
 from knowrec.report import fmt_value, write_report
-from knowrec.retrieval.store import Candidate, CandidateStore
+from knowrec.retrieval.store import Candidate
 from knowrec.runs import Run
 
 log = logging.getLogger(__name__)
-
-SERVING_FILE = "serving.json"
-QUALITY_COL = "quality"
-
-
-class NoCandidatesError(KnowrecError):
-    """A known trigger for which neither the store nor any online path has candidates."""
-
-
-# ------------------------------------------------------------------------------ config
-
-
-class ExploreData(DataConfig):
-    """The data section (as TRAWL's) plus ``title_in_text``: prefix each item's text with
-    its title (ML-1M plots do not name the movie)."""
-
-    title_in_text: bool = False
-
-
-class SessionsConfig(Section):
-    """Sessions, the time split and the satisfied-engagement rule."""
-
-    gap_minutes: float = 30.0  # used when the log has no session ids (or resessionize)
-    min_clicks: int = 2
-    resessionize: bool = False
-    split: tuple[float, float] = (0.70, 0.85)  # session-start quantiles: fit | label | test
-    rule: str = "rating >= 4"  # satisfied engagement (a click in ClickNDCG)
-    max_session_items: int = 50
-    train_triggers_per_session: int = 20
-    test_triggers_per_session: int = 5
-    seed: int = 0
-
-
-class PathSpec(Section):
-    """One recall path by registry name (:func:`knowrec.retrieval.make_recall_path`).
-
-    Shared resources are passed to every path whose constructor takes them and whose
-    ``params`` do not set them: ``rule`` (the satisfied rule), ``vectors`` (the item text
-    vectors, when ``text_vectors``), ``llm`` (the pipeline's LLM, e.g. for ``qprime``) and
-    ``encoder`` (the cached text encoder). ``max_triggers`` asks the path for the first N
-    triggers of the coverage order only (judged triggers first; for slow LLM paths).
-    ``online``: saved with the run and asked again at request time by ``recommend``.
-    """
-
-    kind: str
-    name: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    text_vectors: bool = True
-    max_triggers: int | None = Field(default=None, ge=1)
-    online: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.name or self.kind
-
-
-def _default_paths() -> list[PathSpec]:
-    return [
-        PathSpec(kind="coclick"),
-        PathSpec(kind="cf", params={"factors": 64, "iterations": 15}),
-        PathSpec(kind="two_tower", params={"steps": 1000, "progress": False}),
-        PathSpec(kind="semantic", online=True),
-    ]
-
-
-class RecallConfig(Section):
-    """Recall paths and their merge (≤ ``k`` per trigger, provenance kept).
-
-    Two candidate sets are merged: the *baseline* stack's paths and the *full* set, the
-    baseline plus the ``added`` paths (default: every ``qprime`` path); the full set is
-    the one served. A path in neither set (e.g. ``semantic`` kept as an online fallback)
-    is still fitted, reported in the per-path recall and asked online when ``online``.
-    """
-
-    k: int = Field(default=30, ge=1)
-    paths: list[PathSpec] = Field(default_factory=_default_paths)
-    baseline: list[str] | None = None  # default: every path that is not qprime
-    added: list[str] | None = None  # default: every qprime path
-    weights: Literal["label_recall", "equal"] = "label_recall"
-    rrf_k: float = 60.0
-    near_duplicate: float = 0.95
-
-    @model_validator(mode="after")
-    def _names(self) -> RecallConfig:
-        names = [p.label for p in self.paths]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"recall paths need distinct names, got {names}")
-        for key in ("baseline", "added"):
-            unknown = sorted(set(getattr(self, key) or ()) - set(names))
-            if unknown:
-                raise ValueError(f"{key} names unknown path(s) {unknown}; paths are {names}")
-        if not self.sets()["baseline"]:
-            raise ValueError("the baseline stack needs at least one recall path")
-        return self
-
-    def sets(self) -> dict[str, list[str]]:
-        """``{"baseline": names, "full": baseline + added}`` in path order."""
-        base = self.baseline
-        if base is None:
-            base = [p.label for p in self.paths if p.kind != "qprime"]
-        added = self.added
-        if added is None:
-            added = [p.label for p in self.paths if p.kind == "qprime"]
-        full = set(base) | set(added)
-        return {
-            "baseline": [p.label for p in self.paths if p.label in set(base)],
-            "full": [p.label for p in self.paths if p.label in full],
-        }
-
-
-class StoreConfig(Section):
-    """The key-value candidate store: ``sqlite`` (file), ``lmdb`` (folder) or ``redis``."""
-
-    backend: Literal["sqlite", "lmdb", "redis"] = "sqlite"
-    url: str = "redis://localhost:6379/0"  # redis only
-
-
-class RankerConfig(Section):
-    """A LightGBM ranking stage (:class:`knowrec.ranking.LGBMRanker` keywords)."""
-
-    params: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "objective": "lambdarank",
-            "n_estimators": 200,
-            "learning_rate": 0.05,
-            "num_leaves": 7,
-            "min_child_samples": 50,
-        }
-    )
-    windows_days: list[int] = Field(default_factory=lambda: [7, 30, 180])
-
-
-class LLMConfig(Section):
-    """The LLM of the judge and of LLM recall paths (:func:`knowrec.llm.make_llm`)."""
-
-    backend: str = "llamacpp"
-    model: str = "qwen2.5-coder-1.5b"
-    settings: dict[str, Any] = Field(default_factory=dict)
-
-
-class JudgeConfig(Section):
-    """The LLM quality judge on a sample of triggers (it is slow: one call per pair and
-    judge for A/B, more for C)."""
-
-    variant: Literal["A", "B", "C"] = "B"
-    personas: int = Field(default=1, ge=1, le=5)
-    noun: str = "item"
-    item_tokens: int = 192
-    reasoning_tokens: int = 64
-    eval_triggers: int = Field(default=20, ge=0)  # judged held-out triggers (RecoDCG, …)
-    train_triggers: int = Field(default=20, ge=0)  # judged label triggers (quality model)
-    candidates: int = Field(default=30, ge=1)  # per trigger and set: the first n merged
-    threshold: float = 1.0  # quality filter: drop impressions with a click judged ≤ this
-    seed: int = 0
-
-
-class CrossEncoderConfig(Section):
-    """The multitask cross-encoder (click and quality heads) by ranker registry name;
-    its scores feed stage 2 and its quality head the final score."""
-
-    enabled: bool = False
-    kind: str = "cross_encoder"
-    module: str = "knowrec.ranking.cross_encoder"  # imported first so the name registers
-    params: dict[str, Any] = Field(default_factory=dict)  # CrossEncoderRanker keywords
-    max_train_groups: int | None = Field(default=2000, ge=1)  # label impressions sampled
-
-
-class FinalConfig(Section):
-    """``(1−λ)·z(ranker) + λ·z(quality)``: the quality source, the λ grid and choice."""
-
-    quality: Literal["cross_encoder", "lgbm", "none"] = "cross_encoder"
-    quality_params: dict[str, Any] = Field(
-        default_factory=lambda: {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 5}
-    )
-    lambdas: list[float] = Field(default_factory=lambda: [i / 20 for i in range(21)])
-    fixed_lambda: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_drop: float = 0.02  # λ: best RecoDCG@5 losing ≤ this share of filtered ClickNDCG@5
-
-
-class ServeConfig(Section):
-    """What ``recommend`` does online."""
-
-    k: int = Field(default=5, ge=1)
-
-
-class ExploreConfig(Section):
-    """A whole Explore Further experiment (the TOML file of ``knowrec run``)."""
-
-    pipeline: Literal["explore"] = "explore"
-    name: str = "explore"
-    data: ExploreData = ExploreData()
-    sessions: SessionsConfig = SessionsConfig()
-    encoder: str = "all-MiniLM-L6-v2"
-    vector_cache: str | None = None  # a shared text-vector cache (default: in the run)
-    recall: RecallConfig = RecallConfig()
-    store: StoreConfig = StoreConfig()
-    stage1: RankerConfig = RankerConfig()
-    llm: LLMConfig = LLMConfig()
-    judge: JudgeConfig = JudgeConfig()
-    cross_encoder: CrossEncoderConfig = CrossEncoderConfig()
-    stage2: RankerConfig = RankerConfig()
-    final: FinalConfig = FinalConfig()
-    serve: ServeConfig = ServeConfig()
-
-    @model_validator(mode="after")
-    def _quality(self) -> ExploreConfig:
-        if self.final.quality == "cross_encoder" and not self.cross_encoder.enabled:
-            raise ValueError(
-                "final.quality = 'cross_encoder' needs [cross_encoder] enabled = true "
-                "(or set final.quality to 'lgbm' or 'none')"
-            )
-        return self
-
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -334,51 +134,6 @@ def _sample(ids: Sequence[str], n: int, seed: int) -> list[str]:
         return list(ids)
     rng = np.random.default_rng(seed)
     return [ids[i] for i in sorted(rng.choice(len(ids), size=n, replace=False))]
-
-
-def _text_cosine(frame: pl.DataFrame, vectors: tuple[list[str], np.ndarray]) -> np.ndarray:
-    """Cosine of the trigger's and candidate's text vectors (NaN without text)."""
-    ids, x = vectors
-    row = {i: r for r, i in enumerate(ids)}
-    t = np.array([row.get(i, -1) for i in frame["trigger_id"].to_list()])
-    c = np.array([row.get(i, -1) for i in frame["item_id"].to_list()])
-    ok = (t >= 0) & (c >= 0)
-    out = np.full(frame.height, np.nan)
-    if ok.any():
-        out[ok] = np.einsum("ij,ij->i", x[t[ok]], x[c[ok]])
-    return out
-
-
-def _save_features(feats: Any, directory: Path) -> None:
-    """Persist fitted :class:`~knowrec.ranking.CoEngagementFeatures` (its count tables)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    feats._pairs.write_parquet(directory / "pairs.parquet")
-    feats._items.write_parquet(directory / "items.parquet")
-    meta = {
-        "rule": feats.rule,
-        "windows_days": list(feats.windows_days),
-        "session_col": feats.session_col,
-        "max_session_items": feats.max_session_items,
-        "now": feats.now.isoformat(),
-    }
-    (directory / "features.json").write_text(json.dumps(meta, indent=2))
-
-
-def _load_features(directory: Path) -> Any:
-    from knowrec.ranking import CoEngagementFeatures
-
-    try:
-        meta = json.loads((directory / "features.json").read_text())
-        pairs = pl.read_parquet(directory / "pairs.parquet")
-        items = pl.read_parquet(directory / "items.parquet")
-    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
-        raise DataFormatError(
-            f"saved co-engagement features unreadable: {exc}", path=directory
-        ) from None
-    now = datetime.fromisoformat(meta.pop("now"))
-    feats = CoEngagementFeatures(**meta)
-    feats.now, feats._pairs, feats._items = now, pairs, items
-    return feats
 
 
 # ------------------------------------------------------------------------------ stages
@@ -605,23 +360,6 @@ def candidates_stage(
     (out / "merge.json").write_text(json.dumps({"weights": weights, "paths": names}, indent=2))
 
 
-def open_store(
-    cfg: StoreConfig, base: Path, prefix: str, *, create: bool = False
-) -> CandidateStore:
-    """The candidate store at ``base`` (``.sqlite`` file, ``.lmdb`` folder or a Redis key
-    prefix); a missing file or folder is an error unless ``create``."""
-    if cfg.backend == "redis":
-        return CandidateStore.open(f"knowrec:{prefix}:{base.name}", "redis", url=cfg.url)
-    path = base.with_suffix(f".{cfg.backend}")
-    if not create and not path.exists():
-        raise DataFormatError("candidate store missing", path=path)
-    if not create and cfg.backend == "sqlite" and not path.is_file():
-        raise DataFormatError("candidate store is not a file", path=path)
-    return CandidateStore.open(
-        path, cfg.backend, **({"readonly": True} if not create and cfg.backend == "lmdb" else {})
-    )
-
-
 def _impressions(
     sessions: pl.DataFrame, cands: pl.DataFrame, cfg: ExploreConfig, per_session: int, seed: int
 ) -> pl.DataFrame:
@@ -672,8 +410,8 @@ def stage1_stage(
     feats_fit = _features(sess["fit"], sess["label"]["timestamp"].min(), cfg.stage1, rule)
     history = pl.concat([sess["fit"], sess["label"]])
     feats_serve = _features(history, sess["test"]["timestamp"].min(), cfg.stage1, rule)
-    _save_features(feats_fit, out / "features_fit")
-    _save_features(feats_serve, out / "features")
+    feats_fit.save(out / "features_fit")
+    feats_serve.save(out / "features")
     info: dict[str, Any] = {}
     for set_name in SETS:
         fit_c, serve_c = cand[f"{set_name}_fit"], cand[f"{set_name}_serve"]
@@ -744,7 +482,7 @@ def judge_stage(
         scores = judge.score(pairs.select("trigger_id", "candidate_id"), items)
         col = f"score_{j.variant.lower()}"
         table = pairs.with_columns(
-            scores.select(pl.col(col).fill_nan(None).alias(QUALITY_COL), "status", "error")
+            scores.select(pl.col(col).fill_nan(None).alias(QUALITY), "status", "error")
         )
         stats = asdict(judge.stats)
     stats |= {"llm": res.llm_id() if pairs.height else None, "variant": j.variant}
@@ -759,64 +497,35 @@ def quality_stage(
     vectors: tuple[list[str], np.ndarray],
     out: Path,
 ) -> None:
-    """A LightGBM quality model: lambdarank on the judge's scores of the label triggers'
-    pairs, as grades 0–4 *within each trigger* (its judged candidates' rank spread over
-    0–4: the judge's absolute scores can be compressed, its order is what ranking needs);
-    features: text cosine and co-engagement counts from *fit*."""
+    """A LightGBM quality model on the judge's scores of the label triggers' pairs;
+    features: text cosine and co-engagement counts from *fit*. ``lambdarank`` (default)
+    learns grades 0–4 *within each trigger* (its judged candidates' rank spread over 0–4:
+    the judge's absolute scores can be compressed, its order is what ranking needs);
+    ``regression`` learns the judge's continuous score itself."""
     from knowrec.ranking import LGBMRanker, build_features
 
-    train = judged.filter((pl.col("split") == "train") & pl.col(QUALITY_COL).is_not_null())
+    train = judged.filter((pl.col("split") == "train") & pl.col(QUALITY).is_not_null())
     if train.height < 2:
         raise ConfigError(
             "final.quality = 'lgbm' needs judged label triggers: set judge.train_triggers"
         )
-    feats = _load_features(s1_dir / "features_fit")
+    params = {"objective": "lambdarank", **cfg.final.quality_params}
+    rank = pl.col(QUALITY).rank("dense")
+    grade = 4 * (rank.over("trigger_id") - 1) / (rank.max().over("trigger_id") - 1).clip(1)
     frame = train.select(
         "trigger_id",
         item_id="candidate_id",
-        grade=(
-            4
-            * (pl.col(QUALITY_COL).rank("dense").over("trigger_id") - 1)
-            / (pl.col(QUALITY_COL).rank("dense").max().over("trigger_id") - 1).clip(1)
-        )
-        .round()
-        .cast(pl.Int32),
+        grade=pl.col(QUALITY).cast(pl.Float64)
+        if params["objective"] == "regression"
+        else grade.round().cast(pl.Int32),
         group=pl.col("trigger_id").rank("dense").cast(pl.Int64),
     )
+    feats = CoEngagementFeatures.load(s1_dir / "features_fit")
     frame, names = build_features(frame, [feats])
-    frame = frame.with_columns(sim_text=pl.Series(_text_cosine(frame, vectors)))
-    model = LGBMRanker(
-        [*names, "sim_text"], **{"objective": "lambdarank", **cfg.final.quality_params}
-    )
+    frame = frame.with_columns(sim_text=pl.Series(text_cosine(frame, vectors)))
+    model = LGBMRanker([*names, "sim_text"], **params)
     model.fit(frame, label="grade", group="group").save(out / "model")
     (out / "quality.json").write_text(json.dumps({"train_pairs": frame.height}, indent=2))
-
-
-def quality_scores(
-    model: Any, frame: pl.DataFrame, vectors: tuple[list[str], np.ndarray]
-) -> np.ndarray:
-    """The LightGBM quality model's score of pairs that carry the co-engagement features."""
-    if "sim_text" not in frame.columns:
-        frame = frame.with_columns(sim_text=pl.Series(_text_cosine(frame, vectors)))
-    return model.predict(frame)
-
-
-def cross_encoder_class(cfg: CrossEncoderConfig) -> Any:
-    """The cross-encoder class: ``kind`` in the ranker registry once ``module`` is
-    imported, else the module's ``CrossEncoderRanker``."""
-    from knowrec.ranking import RANKERS
-
-    try:
-        module = importlib.import_module(cfg.module)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"cross_encoder: module {cfg.module!r} is not available ({exc}); "
-            "set [cross_encoder] enabled = false"
-        ) from None
-    found = RANKERS.get(cfg.kind) or getattr(module, "CrossEncoderRanker", None)
-    if found is None:
-        raise ConfigError(f"cross_encoder: no ranker {cfg.kind!r} in {cfg.module}")
-    return found
 
 
 def cross_encoder_stage(
@@ -840,14 +549,14 @@ def cross_encoder_stage(
         click_teacher=pl.col("stage1"),
         quality_label=pl.lit(None, pl.Float64),
     )
-    quality = judged.filter((pl.col("split") == "train") & pl.col(QUALITY_COL).is_not_null())
+    quality = judged.filter((pl.col("split") == "train") & pl.col(QUALITY).is_not_null())
     quality = quality.select(
         "trigger_id",
         item_id="candidate_id",
         group=pl.format("q{}", "trigger_id"),
         clicked=pl.lit(None, pl.Float64),
         click_teacher=pl.lit(None, pl.Float64),
-        quality_label=pl.col(QUALITY_COL),
+        quality_label=pl.col(QUALITY),
     )
     frame = pl.concat([clicks, quality]).with_columns(quality_teacher=pl.col("quality_label"))
     params = {"group_col": "group", "progress": False, **c.params}
@@ -918,14 +627,14 @@ def scored_pairs(
             ranker=pl.col("stage2" if "stage2" in frame.columns else "stage1")
         )
         if cfg.final.quality == "cross_encoder":
-            frame = frame.with_columns(pl.col("quality_score").alias(QUALITY_COL))
+            frame = frame.with_columns(pl.col("quality_score").alias(QUALITY))
         elif cfg.final.quality == "lgbm" and qm is not None:
             model = LGBMRanker.load(qm / "model")
             frame = frame.with_columns(
-                pl.Series(QUALITY_COL, quality_scores(model, frame, vectors), dtype=pl.Float64)
+                pl.Series(QUALITY, quality_scores(model, frame, vectors), dtype=pl.Float64)
             )
         else:
-            frame = frame.with_columns(pl.lit(None, pl.Float64).alias(QUALITY_COL))
+            frame = frame.with_columns(pl.lit(None, pl.Float64).alias(QUALITY))
         out[set_name] = frame
     return out
 
@@ -951,10 +660,10 @@ def eval_frames(
     impr = _impressions(
         test, scored, cfg, cfg.sessions.test_triggers_per_session, cfg.sessions.seed + 1
     )
-    cols = [c for c in ("ranker", QUALITY_COL, "final") if c in scored.columns]
+    cols = [c for c in ("ranker", QUALITY, "final") if c in scored.columns]
     impr = impr.join(scored.select(*keys, *cols), on=keys, how="left", maintain_order="left")
-    j = judged.filter((pl.col("split") == "eval") & pl.col(QUALITY_COL).is_not_null())
-    j = j.select("trigger_id", item_id="candidate_id", judge=QUALITY_COL).unique(keys)
+    j = judged.filter((pl.col("split") == "eval") & pl.col(QUALITY).is_not_null())
+    j = j.select("trigger_id", item_id="candidate_id", judge=QUALITY).unique(keys)
     return EvalFrames(
         impressions=impr,
         judged=impr.join(j, on=keys, how="inner", maintain_order="left"),
@@ -1023,56 +732,6 @@ def metrics_row(
     return row
 
 
-@dataclass
-class Combination:
-    """The final score's parameters: z-statistics of ranker and quality, and λ."""
-
-    lam: float
-    ranker_z: Any
-    quality_z: Any | None
-    sweep: list[Any] = field(default_factory=list)
-    chosen_by: str = ""
-
-    def __call__(self, frame: pl.DataFrame) -> np.ndarray:
-        from knowrec.ranking import final_score
-
-        r = frame["ranker"].to_numpy()
-        if self.quality_z is None:
-            return self.ranker_z(r)
-        q = frame[QUALITY_COL].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-        return final_score(r, q, self.lam, ranker_z=self.ranker_z, quality_z=self.quality_z)
-
-    def refit_ranker(self, frame: pl.DataFrame) -> Combination:
-        """The same λ and quality statistics with the ranker's z-statistics measured on
-        ``frame`` (another candidate set's ranker)."""
-        from knowrec.ranking import ZScore
-
-        z = ZScore.fit(frame["ranker"].to_numpy())
-        return Combination(self.lam, z, self.quality_z, self.sweep, self.chosen_by)
-
-    def to_dict(self) -> dict[str, Any]:
-        z = self.quality_z
-        return {
-            "lambda": self.lam,
-            "ranker_z": [self.ranker_z.mean, self.ranker_z.std],
-            "quality_z": None if z is None else [z.mean, z.std],
-            "chosen_by": self.chosen_by,
-            "sweep": [p._asdict() for p in self.sweep],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Combination:
-        from knowrec.ranking import ZScore
-
-        q = d.get("quality_z")
-        return cls(
-            lam=float(d["lambda"]),
-            ranker_z=ZScore(*d["ranker_z"]),
-            quality_z=None if q is None else ZScore(*q),
-            chosen_by=d.get("chosen_by", ""),
-        )
-
-
 def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -> Combination:
     """z-statistics from every served pair (the traffic sample); λ fixed by the config or
     chosen from the sweep of quality-filtered ClickNDCG@5 against RecoDCG@5 on the judged
@@ -1081,7 +740,7 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
     from knowrec.ranking import ZScore, choose_lambda, lambda_sweep
 
     ranker_z = ZScore.fit(full["ranker"].to_numpy())
-    q = full[QUALITY_COL].cast(pl.Float64).drop_nulls().to_numpy()
+    q = full[QUALITY].cast(pl.Float64).drop_nulls().to_numpy()
     if cfg.final.quality == "none" or not np.isfinite(q).any():
         return Combination(0.0, ranker_z, None, chosen_by="no quality model: λ = 0")
     quality_z = ZScore.fit(q)
@@ -1095,13 +754,13 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
         why = "fixed by the config" if fixed is not None else "no judged held-out trigger: λ = 0"
         return Combination(lam, ranker_z, quality_z, chosen_by=why)
     n = j.height
-    both = pl.concat([j.select("ranker", QUALITY_COL), s.select("ranker", QUALITY_COL)])
+    both = pl.concat([j.select("ranker", QUALITY), s.select("ranker", QUALITY)])
     clicked, jg, judge_j = j["clicked"].to_numpy(), j["group"].to_numpy(), j["judge"].to_numpy()
     sj, st = s["judge"].to_numpy(), s["trigger_id"].to_numpy()
     thr = cfg.judge.threshold
     points = lambda_sweep(
         both["ranker"].to_numpy(),
-        both[QUALITY_COL].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+        both[QUALITY].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
         lambda x: _quiet(
             lambda: quality_filtered_click_ndcg_at_k(clicked, x[:n], judge_j, 5, jg, thr)
         ),
@@ -1209,11 +868,17 @@ def run_explore(
     console: Console | None = None,
     *,
     llm: Any = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every stage; write ``results.json``, ``results.md``, ``report.html`` and the
     serving manifest. ``llm``: a ready LLM for the judge and LLM recall paths (default:
-    built from ``[llm]`` with an answer cache in the run directory)."""
-    cfg = config if isinstance(config, ExploreConfig) else load_config(config, ExploreConfig)
+    built from ``[llm]`` with an answer cache in the run directory); ``overrides``:
+    ``key.path=value`` settings applied to a config file."""
+    cfg = (
+        config
+        if isinstance(config, ExploreConfig)
+        else load_config(config, ExploreConfig, overrides)
+    )
     console = console or Console()
     run = Run(out, cfg.model_dump(mode="json"))
     run.record(protocol=protocol_text(cfg))
@@ -1228,7 +893,7 @@ def run_explore(
         np.savez(d / "vectors.npz", ids=np.asarray(ids), vectors=x)
 
     vectors = run.stage(
-        "vectors", {"encoder": cfg.encoder}, save_vectors, _load_vectors, after=["data"]
+        "vectors", {"encoder": cfg.encoder}, save_vectors, load_vectors, after=["data"]
     )
     sess = run.stage(
         "sessions",
@@ -1252,11 +917,6 @@ def run_explore(
         res.close()
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
-
-
-def _load_vectors(d: Path) -> tuple[list[str], np.ndarray]:
-    saved = np.load(d / "vectors.npz")
-    return [str(i) for i in saved["ids"]], saved["vectors"]
 
 
 def _save_sessions(d: Path, sess: dict[str, Any]) -> None:
@@ -1406,7 +1066,7 @@ def _write_scores(cfg: ExploreConfig, full: pl.DataFrame, directory: Path) -> No
 
     cols = [
         c
-        for c in ("stage1", "click_score", "quality_score", "stage2", "ranker", QUALITY_COL)
+        for c in ("stage1", "click_score", "quality_score", "stage2", "ranker", QUALITY)
         if c in full.columns
     ]
     ranked = full.sort(["trigger_id", "final"], descending=[False, True])
@@ -1516,7 +1176,7 @@ def _report(
     k = cfg.recall.k
     stage1 = json.loads((s1_dir / "stage1.json").read_text())
     judge_stats = json.loads((judge_dir / "judge.json").read_text())
-    judge_stats["failed_pairs"] = int(judged[QUALITY_COL].null_count())
+    judge_stats["failed_pairs"] = int(judged[QUALITY].null_count())
     t5_protocol = (
         "ClickNDCG@5 on every held-out impression of the set's candidates; quality-filtered "
         "ClickNDCG@5 and RecoDCG@1/@5 on the judged held-out triggers (see protocol). "
@@ -1603,250 +1263,3 @@ def _print_rows(console: Console, title: str, rows: Sequence[Mapping[str, Any]])
 
 
 # ------------------------------------------------------------------------------ serving
-
-
-@dataclass(frozen=True)
-class Recommended:
-    """One recommended item: its final score, each stage's score and its provenance."""
-
-    rank: int
-    item_id: str
-    title: str | None
-    score: float
-    scores: dict[str, float]
-    paths: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """The answer of :meth:`ExploreService.recommend`."""
-
-    trigger_id: str
-    trigger_title: str | None
-    items: list[Recommended]
-    latency_ms: float
-    scoring: str  # precomputed | online | mixed
-    sources: dict[str, int]
-    failures: dict[str, str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class OnlineRanker:
-    """Every ranking stage at request time: co-engagement features, stage-1 LightGBM,
-    the cross-encoder heads and stage 2 when the run has them, the quality model, the
-    final combination."""
-
-    def __init__(self, run_dir: Path, manifest: Mapping[str, Any]) -> None:
-        from knowrec.ranking import LGBMRanker
-
-        m = manifest
-        self.paths = list(m["paths"])
-        self.features = _load_features(run_dir / m["features"])
-        self.stage1 = LGBMRanker.load(run_dir / m["stage1"])
-        self.cross_encoder = None
-        if m.get("cross_encoder"):
-            ce = m["cross_encoder"]
-            cls = cross_encoder_class(CrossEncoderConfig(kind=ce["kind"], module=ce["module"]))
-            self.cross_encoder = cls.load(run_dir / ce["model"], threads=1, progress=False)
-        self.stage2 = LGBMRanker.load(run_dir / m["stage2"]) if m.get("stage2") else None
-        self.quality_model = (
-            LGBMRanker.load(run_dir / m["quality_model"]) if m.get("quality_model") else None
-        )
-        self.comb = Combination.from_dict(m["combination"])
-        self.quality = m["quality"]
-        self.vectors = _load_vectors((run_dir / m["vectors"]).parent)
-        self.items: pl.DataFrame | None = None
-
-    def score(self, trigger: str, cands: Sequence[Candidate]) -> dict[str, dict[str, float]]:
-        """``{item: {stage: score, …, "final": …}}`` for the candidates in list order."""
-        from knowrec.ranking import ColumnFeatures, build_features, path_columns
-        from knowrec.retrieval import candidate_frame
-
-        frame = candidate_frame({trigger: list(cands)}, self.paths)
-        frame, _ = build_features(frame, [self.features, ColumnFeatures(path_columns(frame))])
-        frame = frame.with_columns(stage1=pl.Series(self.stage1.predict(frame)))
-        if self.cross_encoder is not None and self.stage2 is not None:
-            keys = frame.select("trigger_id", "item_id")
-            heads = self.cross_encoder.predict(keys, self.items, missing="nan")
-            frame = pl.concat(
-                [frame, heads.select("click_score", "quality_score")], how="horizontal"
-            )
-            frame = frame.with_columns(stage2=pl.Series(self.stage2.predict(frame)))
-        frame = frame.with_columns(
-            ranker=pl.col("stage2" if "stage2" in frame.columns else "stage1")
-        )
-        if self.quality_model is not None:
-            q = quality_scores(self.quality_model, frame, self.vectors)
-            frame = frame.with_columns(pl.Series(QUALITY_COL, q, dtype=pl.Float64))
-        elif self.quality == "cross_encoder" and "quality_score" in frame.columns:
-            frame = frame.with_columns(pl.col("quality_score").alias(QUALITY_COL))
-        else:
-            frame = frame.with_columns(pl.lit(None, pl.Float64).alias(QUALITY_COL))
-        frame = frame.with_columns(final=pl.Series(self.comb(frame)))
-        cols = [
-            c
-            for c in ("stage1", "click_score", "quality_score", "stage2", "ranker", QUALITY_COL)
-            if c in frame.columns
-        ]
-        out = {}
-        for row in frame.select("item_id", "final", *cols).iter_rows(named=True):
-            parts = {c: float(row[c]) for c in cols if row[c] is not None}
-            out[row["item_id"]] = {**parts, "final": float(row["final"])}
-        return out
-
-
-class ExploreService:
-    """A finished Explore Further run, loaded for serving::
-
-        with ExploreService.load("runs/explore_synthetic") as service:
-            rec = service.recommend("12", k=5)      # Recommendations: items, latency_ms, …
-
-    The online flow: one candidate-store lookup; the online recall paths (their new
-    candidates fill the list up to the recall k; they are the fallback for a trigger the
-    store lacks); ranking with the precomputed scores, or every ranking stage at request
-    time for candidates without one (and for all with ``online_scoring=True``).
-    """
-
-    def __init__(self, run_dir: Path, manifest: Mapping[str, Any]) -> None:
-        from knowrec.retrieval import load_recall_path
-
-        self.dir, self.manifest = run_dir, dict(manifest)
-        items = pl.read_parquet(run_dir / manifest["items"], columns=["item_id", "title"])
-        self.titles: dict[str, str | None] = dict(
-            zip(items["item_id"].cast(pl.String).to_list(), items["title"].to_list(), strict=True)
-        )
-        self.store = self._open("store")
-        self.scores = self._open("scores")
-        self.online_paths = {
-            name: load_recall_path(run_dir / rel) for name, rel in manifest["online_paths"].items()
-        }
-        self.k_recall = int(manifest["recall_k"])
-        self.rrf_k = float(manifest["rrf_k"])
-        self.weights = {str(k): float(v) for k, v in manifest["weights"].items()}
-        self._ranker: OnlineRanker | None = None
-        self.load_ms = 0.0
-
-    def _open(self, key: str) -> CandidateStore:
-        spec = dict(self.manifest[key])
-        cfg = StoreConfig(backend=spec["backend"], url=spec["url"])
-        base = self.dir / spec["path"]
-        return open_store(cfg, base, self.manifest["name"])
-
-    @classmethod
-    def load(cls, run_dir: str | Path, *, warm: bool = False) -> ExploreService:
-        """Load a run written by :func:`run_explore` (clear errors for a missing or
-        unfinished run, a missing or corrupt store). ``warm`` also loads the online
-        ranking stages now rather than on first need; ``load_ms`` says how long it took."""
-        t0 = time.perf_counter()
-        d = Path(run_dir)
-        path = d / SERVING_FILE
-        if not d.is_dir():
-            raise ConfigError(f"run directory {d} does not exist")
-        if not path.is_file():
-            raise ConfigError(
-                f"{d} is not a finished Explore Further run (no {SERVING_FILE}); "
-                "run `knowrec run <explore config>` first"
-            )
-        try:
-            manifest = json.loads(path.read_text())
-        except ValueError as exc:
-            raise DataFormatError(f"not valid JSON: {exc}", path=path) from None
-        service = cls(d, manifest)
-        if warm:
-            service.ranker  # noqa: B018 (loads the online stages)
-        service.load_ms = 1e3 * (time.perf_counter() - t0)
-        return service
-
-    @property
-    def ranker(self) -> OnlineRanker:
-        """The online ranking stages (loaded on first use)."""
-        if self._ranker is None:
-            self._ranker = OnlineRanker(self.dir, self.manifest)
-            if self._ranker.cross_encoder is not None:
-                self._ranker.items = pl.read_parquet(self.dir / self.manifest["items"])
-        return self._ranker
-
-    def candidates(self, trigger: str) -> tuple[list[Candidate], dict[str, int], dict[str, str]]:
-        """The stored candidates, then the online paths' (provenance added to items
-        already there, new items appended up to the recall k)."""
-        stored = self.store.get(trigger) or []
-        cands = [Candidate(c.item_id, c.score, dict(c.paths)) for c in stored]
-        where = {c.item_id: i for i, c in enumerate(cands)}
-        sources = {"store": len(cands)}
-        failures: dict[str, str] = {}
-        for name, path in self.online_paths.items():
-            found = path.recall([trigger], self.k_recall).get(trigger, [])
-            if not found and trigger in path.failures:
-                failures[name] = path.failures[trigger]
-            new = 0
-            w = self.weights.get(name, 1.0)
-            for rank, c in enumerate(found, start=1):
-                if c.item_id == trigger:
-                    continue
-                if c.item_id in where:
-                    cands[where[c.item_id]].paths.setdefault(name, c.score)
-                elif len(cands) < self.k_recall:
-                    where[c.item_id] = len(cands)
-                    cands.append(Candidate(c.item_id, w / (self.rrf_k + rank), {name: c.score}))
-                    new += 1
-            sources[f"online:{name}"] = new
-        return cands, sources, failures
-
-    def recommend(
-        self, item: str, k: int | None = None, *, online_scoring: bool = False
-    ) -> Recommendations:
-        """The top ``k`` recommendations of trigger ``item`` with scores, provenance and
-        latency. Unknown ids and triggers without any candidate are typed errors."""
-        t0 = time.perf_counter()
-        k = int(self.manifest.get("k", 5)) if k is None else k
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, got {k}")
-        item = str(item)
-        if item not in self.titles:
-            some = ", ".join(list(self.titles)[:5])
-            raise UnknownIdError(
-                f"unknown item id {item!r}: the run knows {len(self.titles):,} items (e.g. {some})"
-            )
-        cands, sources, failures = self.candidates(item)
-        if not cands:
-            why = "; ".join(f"{p}: {r}" for p, r in failures.items()) or "no online path"
-            raise NoCandidatesError(
-                f"item {item!r} has no candidates: not in the candidate store ({why})"
-            )
-        scores: dict[str, dict[str, float]] = {}
-        if not online_scoring:
-            for c in self.scores.get(item) or []:
-                scores[c.item_id] = {**c.paths, "final": c.score}
-        missing = [c for c in cands if c.item_id not in scores]
-        if missing:
-            online = self.ranker.score(item, cands)
-            scores |= {c.item_id: online[c.item_id] for c in missing}
-        scoring = "online" if len(missing) == len(cands) else "mixed" if missing else "precomputed"
-        ranked = sorted(cands, key=lambda c: (-scores[c.item_id]["final"], c.item_id))[:k]
-        items = [
-            Recommended(
-                rank=r,
-                item_id=c.item_id,
-                title=self.titles.get(c.item_id),
-                score=scores[c.item_id]["final"],
-                scores={n: v for n, v in scores[c.item_id].items() if n != "final"},
-                paths=dict(c.paths),
-            )
-            for r, c in enumerate(ranked, start=1)
-        ]
-        latency = 1e3 * (time.perf_counter() - t0)
-        return Recommendations(
-            item, self.titles.get(item), items, latency, scoring, sources, failures
-        )
-
-    def close(self) -> None:
-        self.store.close()
-        self.scores.close()
-
-    def __enter__(self) -> ExploreService:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

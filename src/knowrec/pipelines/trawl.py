@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -345,10 +346,19 @@ def plan_jobs(cfg: ExperimentConfig) -> list[dict[str, Any]]:
 
 
 def run_trawl(
-    config: ExperimentConfig | str | Path, out: str | Path, console: Console | None = None
+    config: ExperimentConfig | str | Path,
+    out: str | Path,
+    console: Console | None = None,
+    *,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run every stage and write ``results.json``, ``results.md`` and ``report.html``."""
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, ExperimentConfig)
+    """Run every stage and write ``results.json``, ``results.md`` and ``report.html``
+    (``overrides``: ``key.path=value`` settings applied to a config file)."""
+    cfg = (
+        config
+        if isinstance(config, ExperimentConfig)
+        else load_config(config, ExperimentConfig, overrides)
+    )
     console = console or Console()
     run = Run(out, cfg.model_dump(mode="json"))
     run.record(protocol=protocol_text(cfg))

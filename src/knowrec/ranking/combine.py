@@ -10,16 +10,19 @@ picks a point from the curve and :func:`tradeoff_figure` draws it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+import polars as pl
 from numpy.typing import ArrayLike
 
 from knowrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+QUALITY = "quality"  # the quality score column of a frame given to Combination
 
 
 @dataclass(frozen=True)
@@ -169,3 +172,48 @@ def tradeoff_figure(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+@dataclass
+class Combination:
+    """The final score's parameters: z-statistics of ranker and quality, and λ; called on a
+    frame with ``ranker`` and ``quality`` columns (a missing quality is neutral)."""
+
+    lam: float
+    ranker_z: ZScore
+    quality_z: ZScore | None
+    sweep: list[SweepPoint] = field(default_factory=list)
+    chosen_by: str = ""
+
+    def __call__(self, frame: pl.DataFrame) -> np.ndarray:
+        r = frame["ranker"].to_numpy()
+        if self.quality_z is None:
+            return self.ranker_z(r)
+        q = frame[QUALITY].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        return final_score(r, q, self.lam, ranker_z=self.ranker_z, quality_z=self.quality_z)
+
+    def refit_ranker(self, frame: pl.DataFrame) -> Combination:
+        """The same λ and quality statistics with the ranker's z-statistics measured on
+        ``frame`` (another candidate set's ranker)."""
+        z = ZScore.fit(frame["ranker"].to_numpy())
+        return Combination(self.lam, z, self.quality_z, self.sweep, self.chosen_by)
+
+    def to_dict(self) -> dict[str, Any]:
+        z = self.quality_z
+        return {
+            "lambda": self.lam,
+            "ranker_z": [self.ranker_z.mean, self.ranker_z.std],
+            "quality_z": None if z is None else [z.mean, z.std],
+            "chosen_by": self.chosen_by,
+            "sweep": [p._asdict() for p in self.sweep],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Combination:
+        q = d.get("quality_z")
+        return cls(
+            lam=float(d["lambda"]),
+            ranker_z=ZScore(*d["ranker_z"]),
+            quality_z=None if q is None else ZScore(*q),
+            chosen_by=d.get("chosen_by", ""),
+        )

@@ -12,13 +12,15 @@ and listing the new names in the ranker's ``features``::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
 import polars as pl
 
-from knowrec.errors import ConfigError
+from knowrec.errors import ConfigError, DataFormatError
 from knowrec.similarity.coclick import coclick_counts, satisfied
 
 _DAY_MS = 86_400_000
@@ -175,6 +177,40 @@ class CoEngagementFeatures:
             pl.col("sat_pop").fill_null(0),
             *(pl.col(f"pop_{d}d").fill_null(0) for d in self.windows_days),
         )
+
+    def save(self, directory: str | Path) -> Path:
+        """``pairs.parquet``, ``items.parquet`` (the count tables) and ``features.json``."""
+        if self._pairs is None or self._items is None or self.now is None:
+            raise ConfigError("co-engagement features are not fitted: nothing to save")
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self._pairs.write_parquet(out / "pairs.parquet")
+        self._items.write_parquet(out / "items.parquet")
+        meta = {
+            "rule": self.rule,
+            "windows_days": list(self.windows_days),
+            "session_col": self.session_col,
+            "max_session_items": self.max_session_items,
+            "now": self.now.isoformat(),
+        }
+        (out / "features.json").write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        src = Path(directory)
+        try:
+            meta = json.loads((src / "features.json").read_text())
+            pairs = pl.read_parquet(src / "pairs.parquet")
+            items = pl.read_parquet(src / "items.parquet")
+            now = datetime.fromisoformat(meta.pop("now"))
+            feats = cls(**meta)
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            raise DataFormatError(
+                f"saved co-engagement features unreadable: {exc}", path=src
+            ) from None
+        feats.now, feats._pairs, feats._items = now, pairs, items
+        return feats
 
     def transform(self, pairs: pl.DataFrame) -> pl.DataFrame:
         if self._pairs is None or self._items is None:

@@ -26,14 +26,22 @@ from knowrec.errors import ConfigError, DataFormatError, RegistryError
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("lambdarank", "rank_xendcg", "binary")
-RANKERS: dict[str, Callable[..., LGBMRanker]] = {}
+OBJECTIVES = ("lambdarank", "rank_xendcg", "binary", "regression")
+POINTWISE = ("binary", "regression")  # no groups needed
+RANKERS: dict[str, Callable[..., Any]] = {}
+_MODULES = {"cross_encoder": "knowrec.ranking.cross_encoder"}  # registered on import (torch)
 
 
-def make_ranker(kind: str, **params: Any) -> LGBMRanker:
-    """A ranker by registry name (``lgbm``); unknown names list the known ones."""
+def make_ranker(kind: str, **params: Any) -> Any:
+    """A ranker by registry name (``lgbm``, ``cross_encoder``); unknown names list the
+    known ones."""
+    if kind not in RANKERS and kind in _MODULES:
+        import importlib
+
+        importlib.import_module(_MODULES[kind])
     if kind not in RANKERS:
-        raise RegistryError(f"ranker {kind!r} not found: known are {', '.join(sorted(RANKERS))}")
+        known = ", ".join(sorted(set(RANKERS) | set(_MODULES)))
+        raise RegistryError(f"ranker {kind!r} not found: known are {known}")
     return RANKERS[kind](**params)
 
 
@@ -50,9 +58,10 @@ def _matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
 class LGBMRanker:
     """A LightGBM ranker over named feature columns (missing values allowed).
 
-    ``objective``: ``lambdarank`` (listwise, NDCG), ``rank_xendcg`` or ``binary``
-    (pointwise click probability). Groups (one per impression) are required for the
-    ranking objectives; rows need not be sorted.
+    ``objective``: ``lambdarank`` (listwise, NDCG), ``rank_xendcg``, ``binary``
+    (pointwise click probability) or ``regression`` (pointwise L2 on a continuous label,
+    e.g. the judge's expected 0–4 score). Groups (one per impression) are required for
+    the ranking objectives; rows need not be sorted.
     """
 
     def __init__(
@@ -114,6 +123,8 @@ class LGBMRanker:
             params.update(bagging_fraction=self.bagging_fraction, bagging_freq=1)
         if self.objective == "binary":
             params["metric"] = "auc"
+        elif self.objective == "regression":
+            params["metric"] = "l2"
         else:
             params.update(metric="ndcg", eval_at=[self.eval_at])
         return params
@@ -126,7 +137,7 @@ class LGBMRanker:
         if frame.is_empty():
             raise ConfigError("ranker: no training rows")
         sizes = None
-        if self.objective != "binary":
+        if self.objective not in POINTWISE:
             if group is None or group not in frame.columns:
                 raise ConfigError(f"ranker objective {self.objective!r} needs a group column")
             frame = frame.sort(group, maintain_order=True)
@@ -151,7 +162,8 @@ class LGBMRanker:
         valid: pl.DataFrame | None = None,
     ) -> Self:
         """Train on ``frame``; with ``valid`` and ``early_stopping_rounds`` the booster
-        stops at the best validation NDCG@eval_at (AUC for ``binary``)."""
+        stops at the best validation NDCG@eval_at (AUC for ``binary``, L2 for
+        ``regression``)."""
         import lightgbm as lgb
 
         train = self._dataset(frame, label, group)
