@@ -107,6 +107,9 @@ def test_config_overrides(tmp_path: Path) -> None:
     simple = tmp_path / "d.toml"
     simple.write_text('name = "x"\n')
     assert load_config(simple, Config, ["train.lr=2"]).train.lr == 2.0
+    cfg = load_config(simple, Config)
+    assert load_config(cfg, Config) is cfg
+    assert load_config(cfg, Config, ["train.lr=3"]).train.lr == 3.0
     with pytest.raises(ConfigError, match=r"key\.path=value"):
         apply_overrides({}, ["lr"])
     with pytest.raises(ConfigError, match="not an index"):

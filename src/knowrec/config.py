@@ -81,8 +81,13 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
-def load_config(path: str | Path, model: type[M], overrides: Sequence[str] = ()) -> M:
-    """Read and validate a TOML config file, with ``--set`` style ``overrides``."""
+def load_config(path: str | Path | M, model: type[M], overrides: Sequence[str] = ()) -> M:
+    """Read and validate a TOML config file (or take a config object), with ``--set``
+    style ``overrides``."""
+    if isinstance(path, model):
+        if not overrides:
+            return path
+        return validate(model, apply_overrides(path.model_dump(mode="json"), overrides))
     return validate(model, apply_overrides(read_toml(path), overrides), source=path)
 
 

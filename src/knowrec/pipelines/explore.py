@@ -873,12 +873,8 @@ def run_explore(
     """Run every stage; write ``results.json``, ``results.md``, ``report.html`` and the
     serving manifest. ``llm``: a ready LLM for the judge and LLM recall paths (default:
     built from ``[llm]`` with an answer cache in the run directory); ``overrides``:
-    ``key.path=value`` settings applied to a config file."""
-    cfg = (
-        config
-        if isinstance(config, ExploreConfig)
-        else load_config(config, ExploreConfig, overrides)
-    )
+    ``key.path=value`` settings applied to the config."""
+    cfg = load_config(config, ExploreConfig, overrides)
     console = console or Console()
     run = Run(out, cfg.model_dump(mode="json"))
     run.record(protocol=protocol_text(cfg))

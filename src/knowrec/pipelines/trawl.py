@@ -353,12 +353,8 @@ def run_trawl(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every stage and write ``results.json``, ``results.md`` and ``report.html``
-    (``overrides``: ``key.path=value`` settings applied to a config file)."""
-    cfg = (
-        config
-        if isinstance(config, ExperimentConfig)
-        else load_config(config, ExperimentConfig, overrides)
-    )
+    (``overrides``: ``key.path=value`` settings applied to the config)."""
+    cfg = load_config(config, ExperimentConfig, overrides)
     console = console or Console()
     run = Run(out, cfg.model_dump(mode="json"))
     run.record(protocol=protocol_text(cfg))
