@@ -1,289 +1,248 @@
-"""LLM knowledge-extraction throughput: knowrec's LlamaCppLLM against a bare llama-cpp-python
-loop over the same prompts, side by side in one run.
+"""Local LLM throughput on real prompts: a bare llama-cpp-python loop, knowrec one sequence at
+a time, and knowrec's batched decoding, side by side in one run.
 
-Ten extraction prompts shaped like TRAWL's (a fixed instruction prefix first, the item's
-text last, a short JSON answer constrained by a schema) go through three paths:
+Prompts: the real ML-1M knowledge prompts of ``knowledge_ml1m.py`` (TML1M raw text,
+its token budgets): TRAWL items (``item_trawl``), TRAWL users (``user_trawl``: profile and
+the 5 reserved-history movies, longer input) and KAR items (``item_kar``: shorter), the
+first ``--items`` of each in that script's order; and the judge (``judge``: the first
+``--judge-pairs`` pairs of the golden set, variant B, ``--personas`` judges each).
+Paths, each in a fresh process (so that its peak RSS is its own), one after another:
 
-- ``bare``: ``Llama.create_chat_completion`` in a plain loop, ``reset()`` before each call
-  (no prefix reuse);
-- ``knowrec``: ``LlamaCppLLM(prefix_reuse=False).map`` (cache, parsing, validation, all on);
-- ``knowrec+reuse``: ``LlamaCppLLM(prefix_reuse=True).map``: the KV cache of the shared
-  instruction prefix is kept between items.
+- ``bare``: ``Llama.create_chat_completion`` in a plain loop with the same JSON-schema
+  ``response_format`` (llama-cpp-python reuses the prompt prefix of the previous call);
+- ``sequential``: ``LlamaCppLLM(parallel=1).map`` (parsing, validation, retries on);
+- ``batched``: ``LlamaCppLLM(parallel=N).map``, N = ``--parallel`` (and every N of
+  ``--sweep`` on the ``item_trawl`` prompts).
 
-Each path has its own model instance (weights are memory-mapped once), and the paths are
-interleaved item by item so that noise from other work on the machine hits all alike.
-Times per call come from llama.cpp's counters (prompt evaluation vs generation).
+Reported per path: items/s, prompt tokens evaluated and generated tokens per second of wall
+time, valid answers, agreement of the answer fields with the sequential path's, peak RSS.
+No answer cache: every path computes everything. Run it on a quiet machine.
 
-    .venv/bin/python benchmarks/bench_llm.py [--threads 2] [--items 10] [--max-tokens 64]
+    .venv/bin/python benchmarks/bench_llm.py                       # everything (~1 h on 2 cores)
+    .venv/bin/python benchmarks/bench_llm.py --kinds item_trawl --sweep 1,2,4,8,16,32
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import llama_cpp
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
-from knowrec.llm import DEFAULT_MODEL, LlamaCppLLM, Request, pull
+from common import ROOT, write_result
 
-SYSTEM = "You extract recommendation knowledge from item descriptions. Answer in JSON only."
-INSTRUCTION = """\
-Read the movie description at the end and extract what matters for recommending it.
-Fill each field from the description; infer a field from common sense only when the
-description clearly implies it; never copy wording from these instructions.
-
-Fields:
-- genres: one or two genres from the allowed list that best describe the movie.
-- mood: the dominant emotional tone of the movie for a viewer.
-- audience: the viewers most likely to enjoy it. "kids" means children under 12 with
-  their families, "teens" means viewers aged 12 to 17, "adults" means mature viewers
-  (violence, sexuality or complex themes), "everyone" when no group stands out.
-- era: when the story takes place, not when the movie was made.
-- pace: how fast the story moves: "slow" for contemplative films, "steady" for most
-  dramas, "fast" for action and thrillers.
-- themes: at most two short themes (one to three words each) that a viewer would use to
-  describe what the movie is about, e.g. its central conflict or subject.
-
-Rules: be concise; use only the allowed values where a list is given; do not explain.
-Description:
-"""
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "genres": {
-            "type": "array",
-            "items": {
-                "type": "string",
-                "enum": [
-                    "action", "adventure", "animation", "comedy", "crime", "drama",
-                    "fantasy", "horror", "romance", "science fiction", "thriller", "war",
-                ],
-            },
-            "maxItems": 2,
-        },
-        "mood": {"type": "string", "enum": ["light", "dark", "tense", "warm", "sad"]},
-        "audience": {"type": "string", "enum": ["kids", "teens", "adults", "everyone"]},
-        "era": {"type": "string", "enum": ["past", "present", "future"]},
-        "pace": {"type": "string", "enum": ["slow", "steady", "fast"]},
-        "themes": {"type": "array", "items": {"type": "string", "maxLength": 24}, "maxItems": 2},
-    },
-    "required": ["genres", "mood", "audience", "era", "pace", "themes"],
-}  # fmt: skip
-ITEMS = [
-    "Starfall (2031). When a mining colony on a frozen moon loses contact with Earth, a "
-    "young engineer and a disgraced pilot must repair the relay before the air runs out. "
-    "Tense survival science fiction with spectacular effects.",
-    "The Baker of Rue Clair (1958). In post-war Paris a shy baker falls for the florist "
-    "across the street, while her grandmother schemes to bring them together. A gentle "
-    "romantic comedy full of music and pastries.",
-    "Hollow Creek (2019). Five friends rent a cabin in the woods and find a diary that "
-    "predicts their deaths one by one. Gory, relentless horror for hardened fans.",
-    "Paws on Patrol (2016). A clumsy puppy joins the town's rescue team and learns that "
-    "courage means helping others. Colourful animated fun for the whole family.",
-    "The Last Telegram (1917). A young soldier crosses no man's land to deliver an order "
-    "that could save a thousand lives. A harrowing, sombre war drama.",
-    "Neon Ledger (2024). A forensic accountant uncovers money laundering at a Hong Kong "
-    "bank and is hunted across the city by the men she exposed. Fast crime thriller.",
-    "Summer of Kites (1994). Two teenage brothers spend their last summer at their late "
-    "father's seaside house, quarrelling and healing. A quiet coming-of-age drama.",
-    "Dragon's Oath (1200). A blacksmith's daughter bonds with the last dragon and leads a "
-    "rebellion against a tyrant king. Epic fantasy adventure for teens and adults.",
-    "Office Party (2022). An overworked manager must survive the company's disastrous "
-    "holiday party while hiding that she was just fired. Sharp, silly workplace comedy.",
-    "Tidewater (1862). A freed slave returns to the plantation to find his sister, "
-    "facing old enemies in the chaos after the war. A powerful, painful historical drama.",
-]
+KINDS = ("item_trawl", "user_trawl", "item_kar", "judge")
+GOLDEN = ROOT / "benchmarks" / "golden" / "ml1m_golden.csv"
 
 
-def prompt(text: str) -> str:
-    return INSTRUCTION + text
+def export(args: argparse.Namespace, path: Path) -> None:
+    """Write the knowledge requests of every kind as JSON lines (data loaded once)."""
+    from knowledge_ml1m import CONFIG, load_ml1m_with_plots
+    from knowrec.data.protocol import reserve_history
+    from knowrec.knowledge import KnowledgeGenerator
+
+    data = load_ml1m_with_plots(args.data_dir) if args.data_dir else load_ml1m_with_plots()
+    counts = data.interactions.group_by("item_id").len().sort(["len", "item_id"], descending=True)
+    items = counts["item_id"].head(args.items).to_list()
+    users = sorted(data.interactions["user_id"].unique().to_list(), key=int)[: args.items]
+    history = reserve_history(data.interactions, CONFIG.k)["history"]
+    gen = KnowledgeGenerator(CONFIG, llm=None, progress=False)
+    with path.open("w") as f:
+        for kind in args.kinds:
+            if kind == "judge":
+                continue
+            side, method = kind.split("_")
+            ids = items if side == "item" else users
+            for r in gen.llm_requests(data, method, side, ids=ids, history=history):
+                f.write(json.dumps({"kind": kind, **asdict(r)}) + "\n")
+    data.items.select("item_id", "title", "year", "text").write_parquet(path.with_suffix(".items"))
 
 
-def perf(llm: llama_cpp.Llama) -> tuple[float, int, float, int]:
-    p = llama_cpp.llama_perf_context(llm.ctx)
-    return p.t_p_eval_ms, p.n_p_eval, p.t_eval_ms, p.n_eval
+def worker(path: str, kind: str, parallel: int, threads: int, out: str, extra: str) -> None:
+    """Run one path on one kind's prompts; write answers and measurements to ``out``."""
+    from knowrec.llm import LlamaCppLLM, Request
+    from knowrec.llm.base import build_messages, check_schema, parse_json
 
-
-def bare_call(llm: llama_cpp.Llama, text: str, max_tokens: int) -> dict[str, Any]:
-    """One extraction with llama-cpp-python alone, from a fresh KV cache."""
+    opts = json.loads(extra)
+    llm = LlamaCppLLM(n_ctx=2048, n_threads=threads, parallel=max(parallel, 1), progress=False)
     started = time.perf_counter()
-    llm.reset()
-    llama_cpp.llama_perf_context_reset(llm.ctx)
-    out: Any = llm.create_chat_completion(
-        messages=[
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": prompt(text)},
-        ],
-        temperature=0.0,
-        seed=0,
-        max_tokens=max_tokens,
-        repeat_penalty=1.0,
-        response_format={"type": "json_object", "schema": SCHEMA},
+    if kind == "judge":
+        import polars as pl
+
+        from knowrec.judge import Judge, load_golden
+
+        items = pl.read_parquet(Path(path).with_suffix(".items"))
+        golden = load_golden(GOLDEN, items=items).head(opts["judge_pairs"])
+        judge = Judge(llm, noun="movie", personas=opts["personas"], variants="B", progress=False)
+        started = time.perf_counter()
+        scores = judge.score(golden.select("trigger_id", "candidate_id"), items)
+        answers = scores["score_b"].to_list()
+        n, valid = scores.height, int((scores["status"] == "ok").sum())
+        prompt_eval = gen_tokens = None
+    else:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        requests = [
+            Request(**{k: v for k, v in r.items() if k != "kind"})
+            for r in rows
+            if r["kind"] == kind
+        ]
+        for r in requests:  # JSON made the tuples lists
+            object.__setattr__(r, "labels", tuple(r.labels) if r.labels else None)
+        n = len(requests)
+        if parallel == 0:  # the bare loop
+            raw = llm._llm
+            raw.chat_format = "chat_template.default"
+            started = time.perf_counter()
+            answers, valid, prompt_eval, gen_tokens = [], 0, 0, 0
+            for r in requests:
+                llm._lib.llama_perf_context_reset(raw.ctx)
+                fmt = None if r.schema is None else {"type": "json_object", "schema": r.schema}
+                response: Any = raw.create_chat_completion(
+                    messages=build_messages(r.prompt, r.system),  # type: ignore[arg-type]
+                    temperature=0.0,
+                    max_tokens=r.max_tokens,
+                    response_format=fmt,  # type: ignore[arg-type]
+                )
+                perf = llm._lib.llama_perf_context(raw.ctx)
+                prompt_eval += perf.n_p_eval
+                gen_tokens += response["usage"]["completion_tokens"]
+                text = response["choices"][0]["message"]["content"] or ""
+                try:
+                    value = text if r.schema is None else parse_json(text)
+                    if r.schema is not None:
+                        check_schema(value, r.schema)
+                    answers.append(value if text.strip() else None)
+                    valid += bool(text.strip())
+                except Exception:
+                    answers.append(None)
+        else:
+            started = time.perf_counter()
+            results = llm.map(requests, progress=False)
+            answers = [r.raw if r.ok else None for r in results]
+            valid = sum(r.ok for r in results)
+            prompt_eval = sum(r.prompt_eval_tokens or 0 for r in results)
+            gen_tokens = sum(r.completion_tokens or 0 for r in results)
+    wall = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out).write_text(
+        json.dumps(
+            {
+                "items": n,
+                "wall_s": round(wall, 2),
+                "items_per_s": round(n / wall, 4),
+                "prompt_eval_tokens": prompt_eval,
+                "generated_tokens": gen_tokens,
+                "prompt_tok_per_s": None if prompt_eval is None else round(prompt_eval / wall, 1),
+                "gen_tok_per_s": None if gen_tokens is None else round(gen_tokens / wall, 1),
+                "valid": valid,
+                "peak_rss_mb": round(rss),
+                "answers": answers,
+            }
+        )
     )
-    wall = (time.perf_counter() - started) * 1000
-    p_ms, p_n, g_ms, g_n = perf(llm)
-    answer = out["choices"][0]["message"]["content"] or ""
-    try:
-        value = json.loads(answer)
-        jsonschema.validate(value, SCHEMA)
-    except (ValueError, jsonschema.ValidationError):
-        value = None
-    return {
-        "wall_ms": wall,
-        "prompt_ms": p_ms,
-        "prompt_eval_tokens": p_n,
-        "prompt_tokens": out["usage"]["prompt_tokens"],
-        "gen_ms": g_ms,
-        "completion_tokens": g_n,
-        "value": value,
-    }
 
 
-def knowrec_call(llm: LlamaCppLLM, text: str, max_tokens: int) -> dict[str, Any]:
-    """The same extraction through knowrec's batch API (one item per map call)."""
-    request = Request(prompt(text), system=SYSTEM, schema=SCHEMA, max_tokens=max_tokens)
-    started = time.perf_counter()
-    (result,) = llm.map([request], progress=False)
-    wall = (time.perf_counter() - started) * 1000
-    return {
-        "wall_ms": wall,
-        "prompt_ms": result.prompt_ms,
-        "prompt_eval_tokens": result.prompt_eval_tokens,
-        "prompt_tokens": result.prompt_tokens,
-        "gen_ms": result.gen_ms,
-        "completion_tokens": result.completion_tokens,
-        "value": result.value if result.ok else None,
-        "attempts": result.attempts,
-    }
+def agreement(a: list[Any], b: list[Any]) -> float | None:
+    """Share of answer fields (JSON) equal in both, or of judge scores within 0.01."""
+    same = total = 0
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in x.keys() | y.keys():
+                total += 1
+                same += _norm(x.get(key)) == _norm(y.get(key))
+        elif isinstance(x, float) and isinstance(y, float):
+            total += 1
+            same += abs(x - y) <= 0.01
+        elif isinstance(x, str) and isinstance(y, str):
+            total += 1
+            same += x.strip() == y.strip()
+        else:
+            total += 1
+    return round(same / total, 3) if total else None
 
 
-def summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    def total(name: str) -> float:
-        return float(sum(c[name] for c in calls))
-
-    wall_s = total("wall_ms") / 1000
-    tokens = total("prompt_eval_tokens") + total("completion_tokens")
-    return {
-        "items": len(calls),
-        "valid": sum(c["value"] is not None for c in calls),
-        "items_per_s": len(calls) / wall_s,
-        "tokens_per_s": tokens / wall_s,
-        "prompt_tokens_per_s": total("prompt_eval_tokens") / total("prompt_ms") * 1000,
-        "gen_tokens_per_s": total("completion_tokens") / total("gen_ms") * 1000,
-        "mean_prompt_tokens": total("prompt_tokens") / len(calls),
-        "mean_prompt_eval_tokens": total("prompt_eval_tokens") / len(calls),
-        "mean_completion_tokens": total("completion_tokens") / len(calls),
-        "median_wall_ms": statistics.median(c["wall_ms"] for c in calls),
-        "mean_wall_ms": total("wall_ms") / len(calls),
-        "mean_prompt_ms": total("prompt_ms") / len(calls),
-        "mean_gen_ms": total("gen_ms") / len(calls),
-        "mean_other_ms": (total("wall_ms") - total("prompt_ms") - total("gen_ms")) / len(calls),
-    }
+def _norm(value: Any) -> Any:
+    if isinstance(value, list):
+        return sorted(json.dumps(v, sort_keys=True) for v in value)
+    return value
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--paths", default="bare,sequential,batched")
+    parser.add_argument("--items", type=int, default=30)
+    parser.add_argument("--judge-pairs", type=int, default=60)
+    parser.add_argument("--personas", type=int, default=3)
+    parser.add_argument("--parallel", type=int, default=None, help="default: knowrec's")
+    parser.add_argument("--sweep", default="", help="e.g. 1,2,4,8,16,32 (item_trawl prompts)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--items", type=int, default=len(ITEMS))
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--name", default="llm_batched")
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    texts = (ITEMS * (args.items // len(ITEMS) + 1))[: args.items]
-    path = pull(args.model)
-    n_ctx = 2048
-    load_avg_start = os.getloadavg()
+    if args.worker:
+        path, kind, parallel, threads, out, extra = args.worker
+        worker(path, kind, int(parallel), int(threads), out, extra)
+        return
+    from knowrec.llm.llamacpp import DEFAULT_PARALLEL
 
-    bare = llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_threads=args.threads,
-        n_threads_batch=args.threads,
-        n_batch=512,
-        logits_all=False,
-        chat_format="chat_template.default",
-        verbose=False,
-    )
+    args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    n = args.parallel or DEFAULT_PARALLEL
+    widths = {"bare": 0, "sequential": 1, "batched": n}
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="bench_llm_"))
-    paths: dict[str, Any] = {
-        "knowrec": LlamaCppLLM(
-            args.model, n_ctx=n_ctx, n_threads=args.threads, prefix_reuse=False,
-            cache=tmp / "plain.sqlite", progress=False,
-        ),
-        "knowrec+reuse": LlamaCppLLM(
-            args.model, n_ctx=n_ctx, n_threads=args.threads, prefix_reuse=True,
-            cache=tmp / "reuse.sqlite", progress=False,
-        ),
-    }  # fmt: skip
-    # Warm up each instance on an unrelated prompt (the first item pays for the prefix).
-    bare.create_chat_completion([{"role": "user", "content": "Say hi."}], max_tokens=4)
-    for llm in paths.values():
-        llm.chat("Say hi.", max_tokens=4)
+    requests = tmp / "requests.jsonl"
+    export(args, requests)
+    extra = json.dumps({"judge_pairs": args.judge_pairs, "personas": args.personas})
 
-    calls: dict[str, list[dict[str, Any]]] = {"bare": [], "knowrec": [], "knowrec+reuse": []}
-    for i, text in enumerate(texts):
-        calls["bare"].append(bare_call(bare, text, args.max_tokens))
-        for name, llm in paths.items():
-            calls[name].append(knowrec_call(llm, text, args.max_tokens))
-        print(f"item {i + 1}/{len(texts)}: " + ", ".join(
-            f"{name} {c[-1]['wall_ms'] / 1000:.1f} s" for name, c in calls.items()
-        ), flush=True)  # fmt: skip
+    def run(kind: str, parallel: int) -> dict[str, Any]:
+        out = tmp / f"{kind}_{parallel}.json"
+        cmd = [sys.executable, __file__, "--worker", str(requests), kind, str(parallel)]
+        subprocess.run([*cmd, str(args.threads), str(out), extra], check=True)
+        got = json.loads(out.read_text())
+        print(kind, parallel, {k: v for k, v in got.items() if k != "answers"}, flush=True)
+        return got
 
-    # A re-run of the batch is served from the cache.
-    reuse = paths["knowrec+reuse"]
-    requests = [Request(prompt(t), system=SYSTEM, schema=SCHEMA, max_tokens=args.max_tokens)
-                for t in texts]  # fmt: skip
-    before = reuse.calls
-    started = time.perf_counter()
-    rerun = reuse.map(requests, progress=False)
-    rerun_s = time.perf_counter() - started
-    assert reuse.calls == before and all(r.cached for r in rerun)
-
-    rows = {name: summary(c) for name, c in calls.items()}
-    same = {
-        name: sum(a["value"] == b["value"] for a, b in zip(calls["bare"], c, strict=True))
-        for name, c in calls.items()
-        if name != "bare"
+    report: dict[str, Any] = {
+        "protocol": f"first {args.items} ML-1M knowledge prompts per kind (knowledge_ml1m.py "
+        f"order and budgets), judge: first {args.judge_pairs} golden pairs, variant B, "
+        f"{args.personas} judges; {args.threads} threads; no cache; one process per path",
+        "parallel": n,
+        "kinds": {},
     }
-    header = (
-        f"{'path':15s} {'items/s':>8s} {'tok/s':>7s} {'prompt tok':>10s} {'evaluated':>9s} "
-        f"{'gen tok':>7s} {'prompt ms':>9s} {'gen ms':>7s} {'other ms':>8s} {'valid':>5s}"
-    )
-    print(header)
-    for name, r in rows.items():
-        print(
-            f"{name:15s} {r['items_per_s']:8.3f} {r['tokens_per_s']:7.1f} "
-            f"{r['mean_prompt_tokens']:10.0f} {r['mean_prompt_eval_tokens']:9.0f} "
-            f"{r['mean_completion_tokens']:7.1f} {r['mean_prompt_ms']:9.0f} "
-            f"{r['mean_gen_ms']:7.0f} {r['mean_other_ms']:8.0f} {r['valid']:>3d}/{r['items']}"
-        )
-    speed = {name: r["items_per_s"] / rows["bare"]["items_per_s"] for name, r in rows.items()}
-    print("items/s relative to bare: " + ", ".join(f"{k} {v:.2f}" for k, v in speed.items()))
-    print(f"answers equal to bare: {same} of {len(texts)}")
-    print(f"cached re-run of {len(texts)} items: {rerun_s * 1000:.1f} ms")
-    write_result(
-        "llm",
-        {
-            "model": args.model,
-            "threads": args.threads,
-            "max_tokens": args.max_tokens,
-            "n_ctx": n_ctx,
-            "load_avg_start": load_avg_start,
-            "load_avg_end": os.getloadavg(),
-            "summary": rows,
-            "items_per_s_relative_to_bare": speed,
-            "answers_equal_to_bare": same,
-            "cached_rerun_ms": rerun_s * 1000,
-            "calls": calls,
-        },
-    )
+    for kind in args.kinds:
+        todo = [p for p in paths if not (kind == "judge" and p == "bare")]
+        runs = {p: run(kind, widths[p]) for p in todo}
+        ref = runs.get("sequential")
+        rows = {}
+        for p, got in runs.items():
+            row = {k: v for k, v in got.items() if k != "answers"}
+            if ref is not None:
+                row["agreement_with_sequential"] = agreement(got["answers"], ref["answers"])
+            rows[p] = row
+        if "bare" in rows:
+            base = rows["bare"]["items_per_s"]
+            for row in rows.values():
+                row["x_bare"] = round(row["items_per_s"] / base, 2)
+        report["kinds"][kind] = rows
+        write_result(args.name, report)
+    if args.sweep:
+        sweep = {}
+        for width in [int(w) for w in args.sweep.split(",")]:
+            got = run("item_trawl", width)
+            sweep[width] = {k: v for k, v in got.items() if k != "answers"}
+            report["sweep"] = sweep
+            write_result(args.name, report)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

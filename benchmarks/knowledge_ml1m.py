@@ -49,6 +49,10 @@ from knowrec.knowledge.inputs import display_title
 
 log = logging.getLogger("knowledge_ml1m")
 LLM_ORDER = [("item", "trawl"), ("user", "trawl"), ("item", "kar"), ("user", "kar")]
+# Token budgets: TML1M texts are ~120 tokens (the longest ~300: the tail of cast, runtime
+# and languages is cut); 32 tokens per history item keep the title, genres, certificate
+# and the start of the plot.
+CONFIG = KnowledgeConfig(domain="movies", k=5, item_tokens=192, history_item_tokens=32)
 OUT_DIR = ROOT / "benchmarks" / "data"
 RUN_DIR = ROOT / "runs" / "knowledge_ml1m"
 
@@ -237,10 +241,7 @@ def main() -> None:
     counts = data.interactions.group_by("item_id").len().sort(["len", "item_id"], descending=True)
     item_order = counts["item_id"].to_list()  # popular first: a partial table covers most
     user_order = sorted(data.interactions["user_id"].unique().to_list(), key=int)
-    # Token budgets: TML1M texts are ~120 tokens (the longest ~300: the tail of cast,
-    # runtime and languages is cut); 32 tokens per history item keep the title, genres,
-    # certificate and the start of the plot. Every token costs ~0.1 s per thread here.
-    config = KnowledgeConfig(domain="movies", k=5, item_tokens=192, history_item_tokens=32)
+    config = CONFIG
     history = reserve_history(data.interactions, config.k)["history"]
     log.info("ML-1M: %d rated movies, %d users", len(item_order), len(user_order))
 

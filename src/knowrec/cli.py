@@ -48,16 +48,29 @@ ModelOpt = Annotated[
 ]
 BaseUrlOpt = Annotated[str | None, typer.Option(help="openai: server URL ending in /v1")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="llamacpp: CPU threads")]
+ParallelOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="llamacpp: prompts decoded together (1: one at a time); openai: requests in flight"
+    ),
+]
 LLMCacheOpt = Annotated[
     Path, typer.Option(help="SQLite LLM answer cache (re-runs are free, kills resume)")
 ]
 
 
 def _llm_settings(
-    model: str | None, base_url: str | None, threads: int | None, **settings: Any
+    model: str | None,
+    base_url: str | None,
+    threads: int | None,
+    parallel: int | None = None,
+    backend: str = "llamacpp",
+    **settings: Any,
 ) -> dict[str, Any]:
     """make_llm keywords from the shared LLM options (unset ones left to the backend)."""
-    for key, value in (("model", model), ("base_url", base_url), ("n_threads", threads)):
+    width = "concurrency" if backend == "openai" else "parallel"
+    options = (("model", model), ("base_url", base_url), ("n_threads", threads), (width, parallel))
+    for key, value in options:
         if value is not None:
             settings[key] = value
     return settings
@@ -289,6 +302,7 @@ def knowledge_generate(
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     threads: ThreadsOpt = None,
+    parallel: ParallelOpt = None,
     cache: LLMCacheOpt = Path("runs/llm_cache.sqlite"),
     text: TextOpt = None,
     text_on: TextOnOpt = "id",
@@ -328,7 +342,8 @@ def knowledge_generate(
     if gen.uses_llm(method):
         from knowrec.llm import make_llm
 
-        llm = make_llm(backend, **_llm_settings(model, base_url, threads, cache=cache))
+        settings = _llm_settings(model, base_url, threads, parallel, backend, cache=cache)
+        llm = make_llm(backend, **settings)
         gen = KnowledgeGenerator(cfg, llm=llm)
     sides = ["item", "user"] if side == "both" else [side]
     try:
@@ -488,6 +503,7 @@ def judge_evaluate(
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     threads: ThreadsOpt = None,
+    parallel: ParallelOpt = None,
     cache: LLMCacheOpt = Path("runs/llm_cache.sqlite"),
 ) -> None:
     """Score the golden pairs with the LLM judge; print pairwise accuracy per variant."""
@@ -507,7 +523,8 @@ def judge_evaluate(
         keep = gold["trigger_id"].unique(maintain_order=True).head(limit_triggers)
         gold = gold.filter(pl.col("trigger_id").is_in(keep.to_list()))
     started = time.perf_counter()
-    with make_llm(backend, **_llm_settings(model, base_url, threads, cache=cache)) as llm:
+    settings = _llm_settings(model, base_url, threads, parallel, backend, cache=cache)
+    with make_llm(backend, **settings) as llm:
         judge = Judge(
             llm,
             noun=noun,

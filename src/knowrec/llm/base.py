@@ -120,6 +120,23 @@ class Result:
         return asdict(self)
 
 
+@dataclass
+class Pending:
+    """A request on its way through a backend: its result so far and its conversation
+    (the fitted prompt, then the retries)."""
+
+    key: str
+    request: Request
+    result: Result
+    messages: list[Message]
+    started: float
+
+    def finish(self) -> Result:
+        """The result, with the time since the request was prepared."""
+        self.result.total_ms = (time.perf_counter() - self.started) * 1000
+        return self.result
+
+
 # --------------------------------------------------------------------------- JSON answers
 
 
@@ -446,22 +463,34 @@ class LLM(ABC):
                 for future in finished:
                     yield running.pop(future), *future.result()
 
-    def _solve(self, key: str, request: Request, validate: Validator | None) -> tuple[Result, bool]:
-        """Compute one request; the flag says whether the outcome may be cached."""
+    def _prepare(self, key: str, request: Request) -> Pending | tuple[Result, bool]:
+        """The request's messages, fitted to the context; or its failed result (and
+        whether it may be cached) when it cannot be asked at all."""
         result = Result(request.id, key, ok=False)
         messages = build_messages(request.prompt, request.system)
         if not any(m["content"].strip() for m in messages if m["role"] == "user"):
             result.error = "empty prompt"
             return result, False
         started = time.perf_counter()
-        storable = True
         try:
             answer_tokens = 1 if request.labels else request.max_tokens
             messages, result.truncated = self._fit(messages, answer_tokens)
+        except LLMOutputError as exc:
+            result.error = str(exc)
+            return result, True
+        return Pending(key, request, result, messages, started)
+
+    def _solve(self, key: str, request: Request, validate: Validator | None) -> tuple[Result, bool]:
+        """Compute one request; the flag says whether the outcome may be cached."""
+        item = self._prepare(key, request)
+        if isinstance(item, tuple):
+            return item
+        result, storable = item.result, True
+        try:
             if request.labels:
-                self._solve_labels(result, messages, request, validate)
+                self._solve_labels(result, item.messages, request, validate)
             else:
-                self._solve_text(result, messages, request, validate)
+                self._solve_text(result, item.messages, request, validate)
         except LLMOutputError as exc:
             result.ok, result.error = False, str(exc)
         except LLMRequestError as exc:
@@ -472,8 +501,7 @@ class LLM(ABC):
         except Exception as exc:  # the batch goes on; the item is not stored
             log.warning("item %s failed: %s: %s", request.id or key[:12], type(exc).__name__, exc)
             result.ok, result.error, storable = False, f"{type(exc).__name__}: {exc}", False
-        result.total_ms = (time.perf_counter() - started) * 1000
-        return result, storable
+        return item.finish(), storable
 
     def _fit(self, messages: list[Message], answer_tokens: int) -> tuple[list[Message], bool]:
         """Cut the first user message by tokens (at its end) so that prompt + answer fit."""

@@ -18,25 +18,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from knowrec.errors import ConfigError, KnowrecError, LLMOutputError
-from knowrec.llm.base import LLM, Completion, Message, Request, Result, Validator, build_messages
+from knowrec.llm.base import LLM, Completion, Message, Pending, Request, Result, Validator
 from knowrec.llm.cache import ResultCache
 from knowrec.llm.models import DEFAULT_MODEL, MODELS, resolve_model_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Item:
-    key: str
-    request: Request
-    result: Result
-    messages: list[Message]
-    started: float
 
 
 class TransformersLLM(LLM):
@@ -244,11 +234,11 @@ class TransformersLLM(LLM):
         self, work: list[tuple[str, Request]], validate: Validator | None
     ) -> Iterator[tuple[str, Result, bool]]:
         """Batches of similar prompt length; each answer is yielded when its item is done."""
-        items: list[_Item] = []
+        items: list[Pending] = []
         for key, request in work:
-            item = self._start(key, request)
+            item = self._prepare(key, request)
             if isinstance(item, tuple):
-                yield item
+                yield key, *item
             else:
                 items.append(item)
         items.sort(key=lambda it: (it.request.kind, sum(len(m["content"]) for m in it.messages)))
@@ -266,28 +256,16 @@ class TransformersLLM(LLM):
                 log.warning("a batch of %d failed: %s: %s", len(chunk), type(exc).__name__, exc)
                 for it in chunk:
                     it.result.ok, it.result.error = False, f"{type(exc).__name__}: {exc}"
-                    yield it.key, self._finish(it), False
+                    yield it.key, it.finish(), False
                 continue
             for it in chunk:
-                yield it.key, self._finish(it), True
+                yield it.key, it.finish(), True
 
-    def _start(self, key: str, request: Request) -> _Item | tuple[str, Result, bool]:
-        result = Result(request.id, key, ok=False)
-        started = time.perf_counter()
-        messages = build_messages(request.prompt, request.system)
-        if not any(m["content"].strip() for m in messages if m["role"] == "user"):
-            result.error = "empty prompt"
-            return key, result, False
-        try:
-            self.lm  # noqa: B018 - loads the model, which sets the context window
-            answer_tokens = 1 if request.labels else request.max_tokens
-            messages, result.truncated = self._fit(messages, answer_tokens)
-        except LLMOutputError as exc:
-            result.error = str(exc)
-            return key, result, True
-        return _Item(key, request, result, messages, started)
+    def _prepare(self, key: str, request: Request) -> Pending | tuple[Result, bool]:
+        self.lm  # noqa: B018 - loads the model, which sets the context window
+        return super()._prepare(key, request)
 
-    def _run_batch(self, chunk: list[_Item], validate: Validator | None) -> None:
+    def _run_batch(self, chunk: list[Pending], validate: Validator | None) -> None:
         labelled = [it for it in chunk if it.request.labels]
         for labels in {it.request.labels for it in labelled}:
             group = [it for it in labelled if it.request.labels == labels]
@@ -319,14 +297,9 @@ class TransformersLLM(LLM):
                 for it in pending:
                     it.messages = self._retry_messages(it.messages, it.result, it.request)
 
-    @staticmethod
-    def _finish(item: _Item) -> Result:
-        item.result.total_ms = (time.perf_counter() - item.started) * 1000
-        return item.result
 
-
-def _groups(items: list[_Item]) -> dict[tuple[float, int], list[_Item]]:
-    out: dict[tuple[float, int], list[_Item]] = {}
+def _groups(items: list[Pending]) -> dict[tuple[float, int], list[Pending]]:
+    out: dict[tuple[float, int], list[Pending]] = {}
     for it in items:
         out.setdefault((it.request.temperature, it.request.seed), []).append(it)
     return out

@@ -1,0 +1,180 @@
+"""Batched generation in the llamacpp backend (knowrec.llm.llamacpp_batch) with the real
+1.5B model: the same answers as the sequential path where the answer is clear-cut, the
+shared prefix evaluated once, one grammar per sequence, a bad answer failing alone, label
+probabilities, a killed batch resuming from the cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from knowrec.errors import ConfigError
+from knowrec.llm import DIGITS, LlamaCppLLM, Request, ResultCache, expected_value
+from knowrec.llm.llamacpp_batch import common_prefix
+
+THREADS = int(os.environ.get("KNOWREC_TEST_THREADS", "2"))
+
+# A long fixed prefix shared by every prompt (as TRAWL's instructions are), short tails.
+SYSTEM = (
+    "You are a quiz assistant for a school. Every question has one short, well-known "
+    "answer. Reply with that answer only: one word or one number, no punctuation, no "
+    "explanation, no full sentence. If the answer is a number, write it with digits. "
+    "Questions are about geography, arithmetic, nature and language. Be exact. "
+) * 2
+QUIZ = {  # question -> the word any sensible answer contains
+    "What is the capital of France?": "paris",
+    "What is 2 + 3?": "5",
+    "What colour is a clear daytime sky?": "blue",
+    "What is the opposite of hot?": "cold",
+    "How many legs does a spider have?": "8",
+    "What is the capital of Japan?": "tokyo",
+}
+MOVIE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "genre": {"type": "string", "enum": ["comedy", "drama", "horror", "science fiction"]},
+        "year": {"type": "integer"},
+    },
+    "required": ["genre", "year"],
+}
+MOVIES = [
+    "The Matrix (1999): a hacker learns that reality is a simulation run by machines.",
+    "Toy Story (1995): toys come to life when their owner leaves the room.",
+    "The Shining (1980): a writer slowly goes mad in a snowed-in haunted hotel.",
+    "Titanic (1997): a love story aboard the doomed ocean liner.",
+]
+JUDGE = (
+    "You judge movie recommendations: rate with one digit how well the recommended movie "
+    "fits the user's favourites, 0 = not at all, 4 = perfectly. Answer with the digit only."
+)
+FAVOURITES = "Favourite movies: Toy Story, Finding Nemo, Shrek (animated family comedies).\n"
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppLLM]:
+    cache = tmp_path_factory.mktemp("batched") / "c.sqlite"
+    model = LlamaCppLLM(n_ctx=512, n_threads=THREADS, parallel=4, cache=cache, progress=False)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def sequential() -> Iterator[LlamaCppLLM]:
+    model = LlamaCppLLM(n_ctx=512, n_threads=THREADS, parallel=1, progress=False)
+    yield model
+    model.close()
+
+
+def test_common_prefix() -> None:
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([1, 2], [1, 2, 3]) == 2 and common_prefix([], [1]) == 0
+
+
+def test_parallel_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="parallel must be >= 1"):
+        LlamaCppLLM(parallel=0)
+
+
+@pytest.mark.slow
+def test_batched_answers_equal_sequential_ones_and_share_the_prefix(
+    batched: LlamaCppLLM, sequential: LlamaCppLLM
+) -> None:
+    # Clear-cut questions: a token-level numerical difference between batched and
+    # single-sequence decoding cannot change the answer (6 prompts, 4 slots: refills too).
+    requests = [Request(q, SYSTEM, max_tokens=6, id=q) for q in QUIZ]
+    got = batched.map(requests)
+    want = sequential.map(requests)
+    assert all(r.ok for r in got), [r.error for r in got]
+    for r, w in zip(got, want, strict=True):
+        assert QUIZ[r.id] in r.value.lower(), (r.id, r.value)
+        assert r.value.strip().lower().rstrip(".") == w.value.strip().lower().rstrip(".")
+    # The instructions are evaluated once, not once per prompt.
+    prefix = batched.count_tokens(SYSTEM)
+    assert prefix > 100
+    evaluated = sum(r.prompt_eval_tokens or 0 for r in got)
+    assert evaluated <= sum(r.prompt_tokens or 0 for r in got) - (len(requests) - 1) * prefix
+    assert all(r.gen_ms and r.prompt_ms for r in got)
+
+
+@pytest.mark.slow
+def test_every_batched_answer_follows_its_grammar_and_a_cut_one_fails_alone(
+    batched: LlamaCppLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batched, "retries", 0)
+    requests = [
+        Request(text, "Extract the movie's facts as JSON.", MOVIE_SCHEMA, max_tokens=40)
+        for text in MOVIES
+    ]
+    requests.append(Request("Describe a spider in detail.", max_tokens=8))  # plain text
+    requests.insert(1, Request(MOVIES[1] + " (cut)", None, MOVIE_SCHEMA, max_tokens=3))
+    results = batched.map(requests)
+    assert [r.ok for r in results] == [True, False, True, True, True, True]
+    assert "max_tokens=3" in str(results[1].error)
+    for r in results[:1] + results[2:5]:
+        jsonschema.validate(r.value, MOVIE_SCHEMA)
+    assert [r.value["year"] for r in results[:1] + results[2:5]] == [1999, 1995, 1980, 1997]
+    assert results[5].completion_tokens == 8 and results[5].value.strip()
+
+
+@pytest.mark.slow
+def test_batched_label_probabilities_match_the_sequential_ones(
+    batched: LlamaCppLLM, sequential: LlamaCppLLM
+) -> None:
+    # The digit a small model gives is not clear-cut, so the two paths are compared with
+    # a margin: batching changes the floating-point sums, measured < 0.2 on the expected
+    # value (BENCHMARKS.md); a broken KV cache would give unrelated distributions.
+    recommended = ["Monsters, Inc. (animated family comedy)", "Saw (violent horror, rated R)"]
+    requests = [
+        Request(FAVOURITES + "Recommended: " + movie, JUDGE, labels=DIGITS, max_tokens=1)
+        for movie in recommended
+    ]
+    got = [expected_value(r.value) for r in batched.map(requests)]
+    want = [expected_value(r.value) for r in sequential.map(requests)]
+    assert got == pytest.approx(want, abs=0.5)
+    assert got[0] > got[1] + 0.5
+
+
+PEOPLE = [f"Describe a famous person born in {y} in two sentences." for y in range(1900, 1960, 10)]
+KILL_SCRIPT = """
+import sys
+from knowrec.llm import LlamaCppLLM, Request
+llm = LlamaCppLLM(n_ctx=256, n_threads={threads}, parallel=2, cache=sys.argv[1], progress=False)
+llm.map([Request(p, max_tokens=40) for p in {prompts!r}])
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_batch_resumes_with_its_finished_items(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(KILL_SCRIPT.format(threads=THREADS, prompts=PEOPLE)))
+    job = subprocess.Popen([sys.executable, str(script), str(path)])
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and job.poll() is None:
+        if path.exists():
+            with ResultCache(path) as cache:
+                if len(cache) >= 1:
+                    break
+        time.sleep(0.2)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    with ResultCache(path) as cache:
+        finished = {row["key"]: row["text"] for row in cache.rows()}
+    # 2 slots: the 3rd to 6th prompts start only after the first two are done.
+    assert 1 <= len(finished) <= 4, "the job was killed after some, not all, items"
+
+    resumed = LlamaCppLLM(n_ctx=256, n_threads=THREADS, parallel=2, cache=path, progress=False)
+    with resumed:
+        results = resumed.map([Request(p, max_tokens=40) for p in PEOPLE])
+        assert resumed.calls == 6 - len(finished)
+    assert all(r.ok for r in results)
+    assert {r.key: r.text for r in results if r.cached} == finished
