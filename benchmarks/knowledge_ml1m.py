@@ -50,9 +50,10 @@ from knowrec.knowledge.inputs import display_title
 log = logging.getLogger("knowledge_ml1m")
 LLM_ORDER = [("item", "trawl"), ("user", "trawl"), ("item", "kar"), ("user", "kar")]
 # Token budgets: TML1M texts are ~120 tokens (the longest ~300: the tail of cast, runtime
-# and languages is cut); 32 tokens per history item keep the title, genres, certificate
-# and the start of the plot.
-CONFIG = KnowledgeConfig(domain="movies", k=5, item_tokens=192, history_item_tokens=32)
+# and languages is cut); 96 tokens per history item keep the title, genres, certificate
+# and most of the plot, so a user's own part of the prompt is ~550 tokens (the ~680
+# tokens of instructions are shared by every user and evaluated once).
+CONFIG = KnowledgeConfig(domain="movies", k=5, item_tokens=192, history_item_tokens=96)
 OUT_DIR = ROOT / "benchmarks" / "data"
 RUN_DIR = ROOT / "runs" / "knowledge_ml1m"
 

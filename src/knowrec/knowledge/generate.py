@@ -258,11 +258,16 @@ class KnowledgeGenerator:
                 continue
             lines = ["History, oldest first:"]
             tlines = ["History, oldest first:"]
+            disliked = []
             for n, (item, rating) in enumerate(seen, 1):
                 tag = f" ({rating})" if rating else ""
                 lines.append(f"{n}.{tag} {short[item]}")
                 title = titles.get(item) or item
                 tlines.append(f"{n}. {title}" + (f", {rating}" if rating else ""))
+                if rating in ("rated 1/5", "rated 2/5", "not liked"):
+                    disliked.append(title)
+            if any(rating for _, rating in seen):  # stated, so that a small model need not infer it
+                lines.append(f"Disliked: {', '.join(disliked) or 'none'}.")
             out_hist.append("\n".join(lines))
             out_titles.append("\n".join(tlines))
         return pl.DataFrame(

@@ -77,7 +77,10 @@ class PromptTemplate:
         factors = domain.for_side(side)
         values = {
             "noun": domain.noun,
-            "factors": domain.factor_lines(side),
+            # Names and descriptions only: listing the allowed values made the 1.5B model
+            # pick the first ones ("dark, gritty" for most ML-1M movies); the JSON schema's
+            # grammar keeps the answer within them (BENCHMARKS.md, knowledge quality).
+            "factors": domain.factor_lines(side, with_values=False),
             "factor_names": ", ".join(f.label.lower() for f in factors),
             "description": domain.description,
             "kar_aspects": domain.kar_aspects or ", ".join(f.label.lower() for f in factors),

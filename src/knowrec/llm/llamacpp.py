@@ -153,6 +153,7 @@ class LlamaCppLLM(LLM):
         self.context_tokens = self._llm.n_ctx()
         self.repeat_penalty = repeat_penalty
         self.parallel, self.kv_unified = parallel, kv_unified
+        self.concurrency = parallel  # callers that batch their requests size them by it
         self.prefix_reuse = prefix_reuse
         self._decoder: BatchDecoder | None = None
         self._grammars: dict[str, str] = {}
@@ -305,7 +306,7 @@ class LlamaCppLLM(LLM):
     ) -> Iterator[tuple[str, Result, bool]]:
         """Up to ``parallel`` requests decoded together; a rejected answer is re-asked
         (the nudged conversation) in the next free slot, as the sequential path re-asks."""
-        if self.parallel <= 1:
+        if self.parallel <= 1 or len(work) <= 1:  # one request: no batch context needed
             yield from super()._compute(work, validate)
             return
         queue: deque[Job] = deque()
