@@ -436,8 +436,9 @@ def test_real_judge_ranks_a_sequel_above_gore_and_reasons(session_llm: Any) -> N
     out = judge.score([("toy", "toy2"), ("toy", "saw")], TOY, variants="A,B,C")
     assert out["status"].to_list() == ["ok", "ok"], out["error"].to_list()
     good, bad = out.row(0, named=True), out.row(1, named=True)
-    assert good["score_b"] > bad["score_b"]
-    assert good["score_c"] > bad["score_c"]
+    # Measured B 3.53 vs 2.36, C ≥ 3.29 vs ≤ 2.72 (1 or 2 threads); threads move scores ≤ 0.04.
+    assert good["score_b"] > bad["score_b"] + 0.25
+    assert good["score_c"] > bad["score_c"] + 0.25
     for row in (good, bad):
         assert 0.0 <= row["score_a"] <= 4.0 and 0.0 <= row["score_c"] <= 4.0
         assert row["score_a"] in {0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0}

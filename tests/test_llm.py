@@ -365,9 +365,11 @@ def llm(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.mark.slow
 def test_chat_follows_the_system_prompt(llm: LlamaCppLLM) -> None:
-    assert "PINEAPPLE" in llm.chat("What is the capital of France?", system=PINEAPPLE, max_tokens=6)
+    # The word in any case: "Pineapple" follows the system prompt too.
+    answer = llm.chat("What is the capital of France?", system=PINEAPPLE, max_tokens=6)
+    assert "PINEAPPLE" in answer.upper()
     plain = llm.chat("What is the capital of France? One word.", max_tokens=6)
-    assert "Paris" in plain and "PINEAPPLE" not in plain.upper()
+    assert "PARIS" in plain.upper() and "PINEAPPLE" not in plain.upper()
 
 
 @pytest.mark.slow
@@ -384,6 +386,7 @@ def test_label_probs_separate_a_good_from_a_bad_pair(llm: LlamaCppLLM) -> None:
     bad = llm.label_probs(BAD_PAIR, system=JUDGE)
     for probs in (good, bad):
         assert list(probs) == list(DIGITS) and sum(probs.values()) == pytest.approx(1.0)
+    # Measured 2.94 vs 2.08 (1 and 2 threads alike); thread counts move such scores ≤ 0.04.
     assert expected_value(good) > expected_value(bad) + 0.5
 
 
@@ -474,13 +477,14 @@ KILL_SCRIPT = """
 import sys
 from knowrec.llm import LlamaCppLLM, Request
 prompts = [f"Name a famous person born in {{y}}. Only the name." for y in range(1900, 1940, 10)]
-llm = LlamaCppLLM(n_ctx=256, n_threads={threads}, cache=sys.argv[1], progress=False)
+llm = LlamaCppLLM(n_ctx=256, n_threads={threads}, parallel=1, cache=sys.argv[1], progress=False)
 llm.map([Request(p, max_tokens=8) for p in prompts])
 """
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_with_its_finished_items(llm: LlamaCppLLM, tmp_path: Path) -> None:
+    """The sequential path, one item at a time (test_llm_batch.py kills a batched run)."""
     path = tmp_path / "c.sqlite"
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT.format(threads=THREADS)))
@@ -581,7 +585,7 @@ def remote(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Op
 
 @pytest.mark.slow
 def test_openai_backend_chat_and_json(remote: OpenAILLM) -> None:
-    assert "PINEAPPLE" in remote.chat("What is 2+2?", system=PINEAPPLE, max_tokens=6)
+    assert "PINEAPPLE" in remote.chat("What is 2+2?", system=PINEAPPLE, max_tokens=6).upper()
     value = remote.chat(MATRIX, system="Extract the movie's facts as JSON.",
                         schema=MOVIE_SCHEMA, max_tokens=60)  # fmt: skip
     jsonschema.validate(value, MOVIE_SCHEMA)

@@ -57,7 +57,8 @@ def test_batched_answers_parse_and_cache(hf_llm: TransformersLLM) -> None:
     assert "merci" in text.lower()
     assert set(labels) == {"0", "1", "2", "3", "4"}
     assert sum(labels.values()) == pytest.approx(1.0)
-    assert labels["3"] + labels["4"] > 0.5  # Toy Story is a children's film
+    # Toy Story is a children's film: measured 0.73 (3: 0.26, 4: 0.47); drift is hundredths.
+    assert labels["3"] + labels["4"] > 0.5
     assert all(r.prompt_tokens and r.prompt_tokens > 5 for r in results)
     calls = hf_llm.calls
     again = hf_llm.map(requests())

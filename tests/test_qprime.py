@@ -341,8 +341,10 @@ def test_candidates_share_hidden_attributes(
     audience, mood; ``tiny_world.truth``) a candidate shares with it, averaged over the
     top 10 candidates of the 4 triggers. Threshold: the 99th percentile of the same
     average for random lists of the same sizes (2,000 seeded draws from the other items),
-    so a recall no better than random passes with probability 1%. Observed when written:
-    Q' ≈ 1.3 shared values, random lists ≈ 0.74 on average, 99th percentile ≈ 1.0.
+    so a recall no better than random passes with probability 1%. Measured (1 and 2
+    threads alike): Q' 1.225 (per trigger 1.3, 1.1, 1.0, 1.5; the best 10 items ≈ 1.65),
+    random lists 0.745 on average, 99th percentile 1.0: one trigger's list no better
+    than random (−0.12) still passes.
     """
     _, out = world_recall
     truth = {r["item_id"]: r for r in tiny_world.truth["movie_items"].to_dicts()}
@@ -402,7 +404,8 @@ def test_llm_queries_in_the_items_language(session_llm: object) -> None:
     path.fit(None, items)
     out = path.recall(["de1"])
     plan = path.plans["de1"]
-    assert plan.language and re.search("german|deutsch", plan.language, re.IGNORECASE), plan
+    # The language's name in any spelling the model may choose: German, Deutsch, de(-DE).
+    assert plan.language and re.search(r"german|deutsch|\bde\b", plan.language, re.I), plan
     german = {"im", "in", "der", "die", "das", "und", "für", "mit", "am", "zum", "schwarzwald"}
     words = [w for q in plan.queries for w in re.findall(r"\w+", q.text.casefold())]
     assert sum(w in german or re.search("[äöüß]", w) is not None for w in words) >= 2, plan

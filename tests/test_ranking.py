@@ -216,6 +216,25 @@ def test_regression_objective_learns_a_continuous_label(tmp_path: Path) -> None:
     np.testing.assert_allclose(again.predict(test), pred)
 
 
+def test_min_data_in_bin_lets_a_few_rows_split(tmp_path: Path) -> None:
+    """A quality model on a handful of judged pairs: with LightGBM's min_data_in_bin of 3,
+    three rows leave every feature one bin, hence a constant model; 1 lets it learn."""
+    frame = pl.DataFrame({"signal": [0.1, 0.5, 0.9], "noise_a": [1.0, 3.0, 2.0]})
+    frame = frame.with_columns(judge=4 * pl.col("signal"))
+    params = {"objective": "regression", "n_estimators": 20, "min_child_samples": 1}
+    default = LGBMRanker(["signal", "noise_a"], **params).fit(frame, label="judge", group=None)
+    assert np.ptp(default.predict(frame)) == 0
+    ranker = LGBMRanker(["signal", "noise_a"], min_data_in_bin=1, **params)
+    pred = ranker.fit(frame, label="judge", group=None).predict(frame)
+    assert pred[0] < pred[1] < pred[2]
+    assert ranker.lgb_params()["min_data_in_bin"] == 1
+    again = LGBMRanker.load(ranker.save(tmp_path / "few"))
+    assert again.min_data_in_bin == 1
+    np.testing.assert_allclose(again.predict(frame), pred)
+    with pytest.raises(ConfigError, match="min_data_in_bin"):
+        LGBMRanker(["signal"], min_data_in_bin=0)
+
+
 def test_ranker_errors() -> None:
     frame = _planted(5, 0)
     with pytest.raises(ConfigError, match="missing"):

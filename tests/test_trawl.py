@@ -96,7 +96,11 @@ def test_trawl_knowledge_helps_cold_items(
     print(
         f"same hidden genre among adapted-vector neighbours: {np.mean(hits):.3f}, base {base:.3f}"
     )
-    assert np.mean(hits) > 1.5 * base  # measured 0.115 vs 0.052
+    assert np.mean(hits) > 1.5 * base  # measured 2.8-3.0x; ≥ 2.4x with 4 values changed
 
 
-COLD_MARGIN = 0.02  # measured: cold AUC none 0.581, trawl 0.616 (DIN + DeepFM, 3 seeds)
+# Measured: cold AUC none 0.581, trawl 0.615-0.616 (DIN + DeepFM, 3 seeds; 1 or 2 threads).
+# With 4 random field values of the answers changed (11 draws) the gain was +0.010…+0.036;
+# with the answers shuffled among the items or all equal, −0.019…−0.047. So the gain, not a
+# size of it, is what any sensible answer guarantees (a margin of 0.02 missed 2-3 of 11).
+COLD_MARGIN = 0.0

@@ -744,7 +744,8 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
     if cfg.final.quality == "none" or not np.isfinite(q).any():
         return Combination(0.0, ranker_z, None, chosen_by="no quality model: λ = 0")
     quality_z = ZScore.fit(q)
-    if quality_z.std == 0:
+    # Equal scores can still have a std of ~1e-17 (the mean's rounding): test the values.
+    if quality_z.std == 0 or np.ptp(q[np.isfinite(q)]) == 0:
         why = "the quality model gives one constant score (too few judged labels?): not used"
         return Combination(0.0, ranker_z, None, chosen_by=why)
     j, s = ev.judged, ev.slates

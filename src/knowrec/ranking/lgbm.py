@@ -62,6 +62,13 @@ class LGBMRanker:
     (pointwise click probability) or ``regression`` (pointwise L2 on a continuous label,
     e.g. the judge's expected 0–4 score). Groups (one per impression) are required for
     the ranking objectives; rows need not be sorted.
+
+    ``min_data_in_bin``: LightGBM bins each feature so that every bin holds at least this
+    many training rows (LightGBM's default, 3). With fewer than ``2 * min_data_in_bin`` rows
+    a feature has a single bin and no threshold to split at, whatever
+    ``min_child_samples``; only the splits that set missing values or zeros apart remain,
+    so a model fitted on a handful of rows (e.g. a few judged label pairs) comes out
+    constant, or splits on whether a count is zero. Set it to 1 for such small label sets.
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class LGBMRanker:
         learning_rate: float = 0.05,
         num_leaves: int = 31,
         min_child_samples: int = 20,
+        min_data_in_bin: int = 3,
         feature_fraction: float = 1.0,
         bagging_fraction: float = 1.0,
         lambda_l2: float = 0.0,
@@ -85,6 +93,8 @@ class LGBMRanker:
             raise ConfigError(f"ranker objective {objective!r}: known are {', '.join(OBJECTIVES)}")
         if not features:
             raise ConfigError("ranker: need at least one feature")
+        if min_data_in_bin < 1:
+            raise ConfigError(f"ranker: min_data_in_bin must be at least 1, got {min_data_in_bin}")
         if len(set(features)) != len(features):
             raise ConfigError(f"ranker: duplicate feature names in {list(features)}")
         self.features = list(features)
@@ -94,6 +104,7 @@ class LGBMRanker:
             learning_rate,
         )
         self.num_leaves, self.min_child_samples = num_leaves, min_child_samples
+        self.min_data_in_bin = min_data_in_bin
         self.feature_fraction, self.bagging_fraction = feature_fraction, bagging_fraction
         self.lambda_l2, self.eval_at = lambda_l2, eval_at
         self.early_stopping_rounds, self.num_threads, self.seed = (
@@ -111,6 +122,7 @@ class LGBMRanker:
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": self.min_child_samples,
+            "min_data_in_bin": self.min_data_in_bin,
             "feature_fraction": self.feature_fraction,
             "lambda_l2": self.lambda_l2,
             "num_threads": self.num_threads,
@@ -208,7 +220,7 @@ class LGBMRanker:
     def get_params(self) -> dict[str, Any]:
         names = [
             "objective", "n_estimators", "learning_rate", "num_leaves", "min_child_samples",
-            "feature_fraction", "bagging_fraction", "lambda_l2", "eval_at",
+            "min_data_in_bin", "feature_fraction", "bagging_fraction", "lambda_l2", "eval_at",
             "early_stopping_rounds", "num_threads", "seed",
         ]  # fmt: skip
         return {"features": self.features, **{n: getattr(self, n) for n in names}}
