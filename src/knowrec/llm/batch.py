@@ -104,12 +104,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=32, help="transformers only")
     parser.add_argument("--device", default=None, help="transformers only")
+    parser.add_argument("--parallel", type=int, default=None, help="llamacpp: prompts together")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     extra = {}
     if args.backend == "transformers":
         extra = {"batch_size": args.batch_size, "device": args.device}
+    elif args.backend == "llamacpp" and args.parallel is not None:
+        extra = {"parallel": args.parallel}
     llm = make_llm(args.backend, model=args.model, cache=args.cache, **extra)
     with llm:
         print(json.dumps(run_requests(llm, args.requests, args.limit)))

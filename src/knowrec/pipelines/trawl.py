@@ -76,6 +76,7 @@ class KnowledgeSection(Section):
     generate: bool = True  # generate tables missing from tables_dir
     backend: str = "llamacpp"
     model: str = "qwen2.5-coder-1.5b"
+    llm_settings: dict[str, Any] = Field(default_factory=dict)  # make_llm keywords: parallel, …
     settings: dict[str, Any] = Field(default_factory=dict)  # knowrec.knowledge.KnowledgeConfig
 
 
@@ -184,7 +185,7 @@ def knowledge_table(
     if gen.uses_llm(method):
         from knowrec.llm import make_llm
 
-        llm = make_llm(cfg.backend, model=cfg.model, cache=cache)
+        llm = make_llm(cfg.backend, model=cfg.model, cache=cache, **cfg.llm_settings)
         gen.llm = llm
     try:
         return gen.generate(data, method, side, history=history)
