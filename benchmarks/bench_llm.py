@@ -150,6 +150,35 @@ def worker(path: str, kind: str, parallel: int, threads: int, out: str, extra: s
     )
 
 
+def decode_sweep(widths: list[int], threads: int) -> dict[str, Any]:
+    """Raw llama.cpp speed through knowrec's BatchDecoder: prefill of one 480-token prompt,
+    then 8 decode steps of ``k`` sequences with 300 tokens of context each."""
+    from knowrec.llm import LlamaCppLLM
+    from knowrec.llm.llamacpp_batch import BatchDecoder
+
+    llm = LlamaCppLLM(n_ctx=512, n_threads=threads, parallel=1, progress=False)
+    toks = llm._llm.tokenize(("The quick brown fox jumps over the lazy dog. " * 60).encode())
+    toks = toks[:480]
+    d = BatchDecoder(llm._llm, n_seq=max(widths), n_ctx_seq=512, n_threads=threads)
+    started = time.perf_counter()
+    d._decode([(0, toks, 0)], logits=False)
+    prefill = len(toks) / (time.perf_counter() - started)
+    out: dict[str, Any] = {"prefill_tok_per_s": round(prefill, 1)}
+    llm._lib.llama_memory_seq_rm(d.mem, 0, 300, -1)  # every sequence: 300 tokens of context
+    del d.seqs[0][300:]
+    for s in range(1, max(widths)):
+        d._decode([(s, toks[:300], 0)], logits=False)
+    for k in widths:
+        started = time.perf_counter()
+        for step in range(8):
+            d._decode([(s, [toks[step]], len(d.seqs[s])) for s in range(k)], logits=True)
+        took = (time.perf_counter() - started) / 8
+        out[str(k)] = {"gen_tok_per_s": round(k / took, 1), "ms_per_step": round(took * 1000)}
+        print("decode", k, out[str(k)], flush=True)
+    d.close()
+    return out
+
+
 def agreement(a: list[Any], b: list[Any]) -> float | None:
     """Share of answer fields (JSON) equal in both, or of judge scores within 0.01."""
     same = total = 0
@@ -184,6 +213,7 @@ def main() -> None:
     parser.add_argument("--personas", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=None, help="default: knowrec's")
     parser.add_argument("--sweep", default="", help="e.g. 1,2,4,8,16,32 (item_trawl prompts)")
+    parser.add_argument("--decode-sweep", default="", help="e.g. 1,2,4,8,16,32,64: raw steps")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--name", default="llm_batched")
@@ -195,6 +225,12 @@ def main() -> None:
         return
     from knowrec.llm.llamacpp import DEFAULT_PARALLEL
 
+    if args.decode_sweep:
+        widths = [int(w) for w in args.decode_sweep.split(",")]
+        how = f"BatchDecoder: 8 decode steps of k sequences, 300 tokens of context each; {args.threads} threads"  # noqa: E501
+        result = {"protocol": how, **decode_sweep(widths, args.threads)}
+        write_result("llm_decode_sweep", result)
+        return
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     n = args.parallel or DEFAULT_PARALLEL
     widths = {"bare": 0, "sequential": 1, "batched": n}

@@ -220,6 +220,7 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     parser.add_argument("--model", default="qwen2.5-coder-1.5b")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--parallel", type=int, default=32, help="llamacpp: prompts together")
     parser.add_argument("--backend", default="llamacpp", help="llamacpp | openai | transformers")
     parser.add_argument("--base-url", default=None, help="openai: server URL ending in /v1")
     parser.add_argument("--concurrency", type=int, default=8, help="openai: parallel requests")
@@ -254,7 +255,7 @@ def main() -> None:
         extra = {"concurrency": args.concurrency}
         extra |= {"base_url": args.base_url} if args.base_url else {}
     elif args.backend == "llamacpp":
-        extra = {"n_threads": args.threads}
+        extra = {"n_threads": args.threads, "parallel": args.parallel, "n_ctx": 2048}
     else:
         extra = {}
     llm = make_llm(args.backend, model=args.model, cache=args.cache, progress=True, **extra)

@@ -32,7 +32,7 @@ from knowrec.llm.llamacpp_batch import BatchDecoder, Job
 from knowrec.llm.models import DEFAULT_MODEL, MODELS, resolve_model_path
 
 #: Sequences decoded together by default (the sweep in BENCHMARKS.md).
-DEFAULT_PARALLEL = 8
+DEFAULT_PARALLEL = 16
 _native_log = logging.getLogger("knowrec.llm.native")
 _log_callback: Any = None  # kept alive: llama.cpp holds a pointer to it
 

@@ -1,13 +1,13 @@
 """Continuous batching over llama.cpp's low-level API: many prompts decoded together.
 
-One llama.cpp context holds ``n_seq`` sequences (slots) and one more for a shared
-prefix. A job (a prompt's tokens and what to do with them) takes a free slot. Its KV
-cache starts from the longest prefix already evaluated anywhere in the context: the
-common prefix of the prompts admitted together (their fixed instructions, evaluated once
-and copied to every slot), or an earlier prompt in a slot (the next item of the same
-template, or a retry that repeats the first conversation). Only the rest of the prompt is
-evaluated. Then every step decodes one token of every generating slot in one
-``llama_decode``, and a finished slot takes the next job at once.
+One llama.cpp context holds ``n_seq`` sequences (slots). A job (a prompt's tokens and
+what to do with them) takes a free slot. Its KV cache starts as a copy of the longest
+prefix already evaluated in any slot (the fixed instructions every prompt of a template
+shares, evaluated once; the trigger and candidate a judge's personas share; the first
+conversation a retry repeats), so only the rest of the prompt is evaluated. Jobs admitted
+together are prefilled in order, each able to start from the ones before it. Then every
+step decodes one token of every generating slot in one ``llama_decode``, and a finished
+slot takes the next job at once.
 
 Greedy decoding with a grammar (a JSON schema) checks the unconstrained argmax against the
 grammar first and constrains the whole vocabulary only when it is rejected: the same token
@@ -95,12 +95,11 @@ class BatchDecoder:
             raise ConfigError(f"parallel must be >= 1, got {n_seq}")
         self._lib = lib = llama_cpp
         self.n_seq = n_seq
-        self.prefix_seq = n_seq  # the extra sequence that holds a group's common prefix
         self.repeat_penalty = repeat_penalty
         params = lib.llama_context_default_params()
-        params.n_seq_max = n_seq + 1
-        params.n_ctx = n_ctx_seq * (n_seq + 1)
-        params.n_batch = params.n_ubatch = max(n_batch, n_seq + 1)
+        params.n_seq_max = n_seq
+        params.n_ctx = n_ctx_seq * n_seq
+        params.n_batch = params.n_ubatch = max(n_batch, n_seq)
         params.n_threads = params.n_threads_batch = n_threads
         params.kv_unified = kv_unified
         self.n_batch = int(params.n_batch)
@@ -115,7 +114,7 @@ class BatchDecoder:
         self.vocab = model._model.vocab
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
         self.batch = lib.llama_batch_init(self.n_batch, 0, 1)
-        self.seqs: list[list[int]] = [[] for _ in range(n_seq + 1)]  # tokens in each KV
+        self.seqs: list[list[int]] = [[] for _ in range(n_seq)]  # tokens in each sequence's KV
         self._candidates = np.zeros(self.n_vocab, dtype=_CANDIDATE)
         self._candidates["id"] = np.arange(self.n_vocab)
         self._one = (lib.llama_token_data * 1)()
@@ -208,26 +207,10 @@ class BatchDecoder:
     def _admit(self, new: list[tuple[int, Job]]) -> None:
         """Start the KV cache of each new job from the longest evaluated prefix and
         evaluate the rest of its prompt but the last token (decoded in the next step)."""
-        lib, mem, p = self._lib, self.mem, self.prefix_seq
-        if len(new) >= 2:  # the group's common prefix, evaluated once in the prefix sequence
-            first = new[0][1].tokens
-            common = min(len(first) - 1, *(common_prefix(first, j.tokens) for _, j in new[1:]))
-            have = common_prefix(self.seqs[p], first)
-            if common > have:
-                lib.llama_memory_seq_rm(mem, p, have, -1)
-                del self.seqs[p][have:]
-                started = time.perf_counter()
-                self._decode([(p, list(first[have:common]), have)], logits=False)
-                took = (time.perf_counter() - started) * 1000 / len(new)
-                for _, job in new:
-                    job.prompt_ms += took
-                new[0][1].prompt_eval_tokens += common - have  # counted once
-        busy = {slot for slot, _ in new}
-        parts = []
-        for slot, job in new:
-            sources = [s for s in range(self.n_seq + 1) if s == slot or s not in busy]
-            shared = {s: common_prefix(self.seqs[s], job.tokens) for s in sources}
-            source = max(sources, key=lambda s: (shared[s], s == slot))
+        lib, mem = self._lib, self.mem
+        for slot, job in new:  # in order: a job may start from one admitted before it
+            shared = {s: common_prefix(self.seqs[s], job.tokens) for s in range(self.n_seq)}
+            source = max(shared, key=lambda s: (shared[s], s == slot))
             keep = min(shared[source], len(job.tokens) - 1)
             if source != slot and keep > 0:
                 lib.llama_memory_seq_rm(mem, slot, -1, -1)
@@ -235,14 +218,10 @@ class BatchDecoder:
             lib.llama_memory_seq_rm(mem, slot, keep, -1)
             self.seqs[slot] = list(job.tokens[:keep])
             job.prompt_eval_tokens += len(job.tokens) - keep
-            parts.append((slot, list(job.tokens[keep:-1]), keep))
-        total = sum(len(t) for _, t, _ in parts)
-        if total:
-            started = time.perf_counter()
-            self._decode(parts, logits=False)
-            per_token = (time.perf_counter() - started) * 1000 / total
-            for (_, tokens, _), (_, job) in zip(parts, new, strict=True):
-                job.prompt_ms += per_token * len(tokens)
+            if len(job.tokens) - 1 > keep:
+                started = time.perf_counter()
+                self._decode([(slot, list(job.tokens[keep:-1]), keep)], logits=False)
+                job.prompt_ms += (time.perf_counter() - started) * 1000
 
     def _decode(self, parts: list[tuple[int, list[int], int]], *, logits: bool) -> None:
         """Evaluate ``(seq, tokens, first position)`` parts in batches of ``n_batch``
