@@ -473,21 +473,23 @@ def test_over_long_input_is_truncated_by_tokens(llm: LlamaCppLLM) -> None:
     assert result.prompt_tokens is not None and 200 < result.prompt_tokens <= 256 - 4
 
 
+PEOPLE = [f"Describe a famous person born in {y} in two sentences." for y in range(1900, 1960, 10)]
 KILL_SCRIPT = """
 import sys
 from knowrec.llm import LlamaCppLLM, Request
-prompts = [f"Name a famous person born in {{y}}. Only the name." for y in range(1900, 1940, 10)]
-llm = LlamaCppLLM(n_ctx=256, n_threads={threads}, parallel=1, cache=sys.argv[1], progress=False)
-llm.map([Request(p, max_tokens=8) for p in prompts])
+llm = LlamaCppLLM(n_ctx=256, n_threads={threads}, parallel={parallel}, cache=sys.argv[1],
+                  progress=False)
+llm.map([Request(p, max_tokens=40) for p in {prompts!r}])
 """
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_with_its_finished_items(llm: LlamaCppLLM, tmp_path: Path) -> None:
-    """The sequential path, one item at a time (test_llm_batch.py kills a batched run)."""
+@pytest.mark.parametrize("parallel", [1, 2])  # one at a time; batched (2 slots)
+def test_killed_run_resumes_with_its_finished_items(parallel: int, tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
     script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(KILL_SCRIPT.format(threads=THREADS)))
+    code = KILL_SCRIPT.format(threads=THREADS, parallel=parallel, prompts=PEOPLE)
+    script.write_text(textwrap.dedent(code))
     job = subprocess.Popen([sys.executable, str(script), str(path)])
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and job.poll() is None:
@@ -500,13 +502,16 @@ def test_killed_run_resumes_with_its_finished_items(llm: LlamaCppLLM, tmp_path: 
     job.wait()
     with ResultCache(path) as cache:
         finished = {row["key"]: row["text"] for row in cache.rows()}
-    assert 1 <= len(finished) < 4, "the job was killed after some, not all, items"
+    # Answers of ~40 tokens take seconds each; with 2 slots the 3rd to 6th prompts start
+    # only after the first two are done.
+    assert 1 <= len(finished) <= 4, "the job was killed after some, not all, items"
 
-    prompts = [f"Name a famous person born in {y}. Only the name." for y in range(1900, 1940, 10)]
-    with using_cache(llm, path):
-        before = llm.calls
-        results = llm.map([Request(p, max_tokens=8) for p in prompts])
-    assert llm.calls - before == 4 - len(finished)
+    resumed = LlamaCppLLM(
+        n_ctx=256, n_threads=THREADS, parallel=parallel, cache=path, progress=False
+    )
+    with resumed:
+        results = resumed.map([Request(p, max_tokens=40) for p in PEOPLE])
+        assert resumed.calls == 6 - len(finished)
     assert all(r.ok for r in results)
     assert {r.key: r.text for r in results if r.cached} == finished
 

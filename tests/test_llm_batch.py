@@ -1,24 +1,18 @@
 """Batched generation in the llamacpp backend (knowrec.llm.llamacpp_batch) with the real
 1.5B model: the same answers as the sequential path where the answer is clear-cut, the
 shared prefix evaluated once, one grammar per sequence, a bad answer failing alone, label
-probabilities, a killed batch resuming from the cache."""
+probabilities (a killed batch resuming from the cache: tests/test_llm.py)."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from knowrec.errors import ConfigError
-from knowrec.llm import DIGITS, LlamaCppLLM, Request, ResultCache, expected_value
+from knowrec.llm import DIGITS, LlamaCppLLM, Request, expected_value
 from knowrec.llm.llamacpp_batch import common_prefix
 
 THREADS = int(os.environ.get("KNOWREC_TEST_THREADS", "2"))
@@ -141,40 +135,3 @@ def test_batched_label_probabilities_match_the_sequential_ones(
     want = [expected_value(r.value) for r in sequential.map(requests)]
     assert got == pytest.approx(want, abs=0.5)
     assert got[0] > got[1] + 0.5
-
-
-PEOPLE = [f"Describe a famous person born in {y} in two sentences." for y in range(1900, 1960, 10)]
-KILL_SCRIPT = """
-import sys
-from knowrec.llm import LlamaCppLLM, Request
-llm = LlamaCppLLM(n_ctx=256, n_threads={threads}, parallel=2, cache=sys.argv[1], progress=False)
-llm.map([Request(p, max_tokens=40) for p in {prompts!r}])
-"""
-
-
-@pytest.mark.slow
-def test_a_killed_batch_resumes_with_its_finished_items(tmp_path: Path) -> None:
-    path = tmp_path / "c.sqlite"
-    script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(KILL_SCRIPT.format(threads=THREADS, prompts=PEOPLE)))
-    job = subprocess.Popen([sys.executable, str(script), str(path)])
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and job.poll() is None:
-        if path.exists():
-            with ResultCache(path) as cache:
-                if len(cache) >= 1:
-                    break
-        time.sleep(0.2)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    with ResultCache(path) as cache:
-        finished = {row["key"]: row["text"] for row in cache.rows()}
-    # 2 slots: the 3rd to 6th prompts start only after the first two are done.
-    assert 1 <= len(finished) <= 4, "the job was killed after some, not all, items"
-
-    resumed = LlamaCppLLM(n_ctx=256, n_threads=THREADS, parallel=2, cache=path, progress=False)
-    with resumed:
-        results = resumed.map([Request(p, max_tokens=40) for p in PEOPLE])
-        assert resumed.calls == 6 - len(finished)
-    assert all(r.ok for r in results)
-    assert {r.key: r.text for r in results if r.cached} == finished
