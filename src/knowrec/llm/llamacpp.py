@@ -3,12 +3,12 @@
 One ``Llama`` instance lives as long as the object. :meth:`LLM.map` decodes up to
 ``parallel`` prompts together (:mod:`knowrec.llm.llamacpp_batch`: continuous batching, a
 shared prompt prefix evaluated once, one JSON-schema grammar per sequence); on two CPU
-cores that is ~2.5x the tokens/s of one sequence. ``parallel=1`` is the sequential path
-through llama-cpp-python's chat completion: with ``prefix_reuse`` (the default) its KV
-cache is never ``reset()`` between prompts, so consecutive prompts that share a prefix
-(fixed instructions first, the item last) evaluate only their new tokens. Calls are
-serialised by a lock per context. llama.cpp's own log lines go to the Python logger
-``knowrec.llm.native`` at DEBUG level (``verbose=True`` prints them).
+cores 16 sequences generate ~2.5x the tokens/s of one (BENCHMARKS.md). ``parallel=1`` is
+the sequential path through llama-cpp-python's chat completion: with ``prefix_reuse`` (the
+default) its KV cache is never ``reset()`` between prompts, so consecutive prompts that
+share a prefix (fixed instructions first, the item last) evaluate only their new tokens.
+Calls are serialised by a lock per context. llama.cpp's own log lines go to the Python
+logger ``knowrec.llm.native`` at DEBUG level (``verbose=True`` prints them).
 """
 
 from __future__ import annotations
