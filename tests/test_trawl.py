@@ -54,7 +54,8 @@ def test_runs_reports_and_reuses_its_stages(tmp_path: Path) -> None:
 
 
 def test_the_cold_items_have_no_training_samples(tmp_path: Path) -> None:
-    from knowrec.pipelines.trawl import load_data, make_protocol
+    from knowrec.data.config import load_data
+    from knowrec.pipelines.trawl import make_protocol
 
     cfg = demo_config()
     frames = make_protocol(load_data(cfg.data), cfg.protocol)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from knowrec.config import Section
-from knowrec.pipelines.trawl import DataConfig
+from knowrec.data.config import DataConfig
 
 
 class ExploreData(DataConfig):

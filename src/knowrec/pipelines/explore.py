@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 from knowrec.config import load_config
+from knowrec.data.config import load_data
 from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError, KnowrecError
 from knowrec.explore.config import (
@@ -64,7 +65,6 @@ from knowrec.explore.service import (
     quality_scores,
     text_cosine,
 )
-from knowrec.pipelines.trawl import load_data
 from knowrec.ranking import CoEngagementFeatures
 from knowrec.ranking.combine import QUALITY, Combination
 from knowrec.report import Section as ReportSection
