@@ -1,8 +1,9 @@
-"""The TRAWL pipeline end to end on the tiny synthetic world (knowrec.pipelines.trawl)."""
+"""The TRAWL pipeline end to end on the tiny synthetic world (knowrec.trawl)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,15 @@ import numpy as np
 import polars as pl
 import pytest
 
+from knowrec.config import validate
 from knowrec.data.synth import World
 from knowrec.errors import ConfigError
 from knowrec.pipelines.demo import demo_config
-from knowrec.pipelines.trawl import ExperimentConfig, adapted_item_vectors, run_trawl
 from knowrec.retrieval import make_recall_path
+from knowrec.trawl import TrawlConfig, adapted_item_vectors, run_trawl
 
 
-def small_config(tables: Path | None = None, **update: Any) -> ExperimentConfig:
+def small_config(tables: Path | None = None, **update: Any) -> TrawlConfig:
     """The demo's configuration, cut down: knowledge from ``tables`` only."""
     cfg = demo_config()
     knowledge = cfg.knowledge.model_copy(
@@ -53,9 +55,32 @@ def test_runs_reports_and_reuses_its_stages(tmp_path: Path) -> None:
     assert again["runs"][0]["test_auc"] == row["test_auc"]
 
 
+def test_a_new_encoder_retrains_the_models_that_read_its_vectors(tmp_path: Path) -> None:
+    """Changing the encoder once reused models trained on the old vectors (the training
+    key left it out) and every job was a stage named "train" (the manifest kept one)."""
+    from knowrec.encoders import resolve_model_path
+
+    knowledge = demo_config().knowledge.model_copy(update={"methods": ["none", "raw"]})
+    cfg = small_config(knowledge=knowledge.model_copy(update={"sides": ["item"]}))
+    cfg = cfg.model_copy(update={"train": {**cfg.train, "epochs": 1}})
+    run_trawl(cfg, tmp_path / "run")
+    copy = shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), tmp_path / "encoder")
+    run_trawl(cfg.model_copy(update={"encoder": str(copy)}), tmp_path / "run")
+
+    stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    assert stages["vectors-item-raw"]["cached"] is False
+    assert stages["train-raw-din-full-s0"]["cached"] is False  # new vectors, new model
+    assert stages["train-none-din-full-s0"]["cached"] is True  # reads no vectors
+
+
+def test_a_backbone_parameter_typo_fails_at_load() -> None:
+    with pytest.raises(ConfigError, match=r"x.toml: backbone_params.din: no parameter\(s\) mlp"):
+        validate(TrawlConfig, {"backbone_params": {"din": {"mlp": [8]}}}, source="x.toml")
+
+
 def test_the_cold_items_have_no_training_samples(tmp_path: Path) -> None:
     from knowrec.data.config import load_data
-    from knowrec.pipelines.trawl import make_protocol
+    from knowrec.trawl.stages import make_protocol
 
     cfg = demo_config()
     frames = make_protocol(load_data(cfg.data), cfg.protocol)

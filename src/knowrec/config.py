@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from knowrec.errors import ConfigError
+from knowrec.errors import ConfigError, KnowrecError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,6 +42,8 @@ def validate(model: type[M], data: dict[str, Any], source: str | Path = "config"
             for err in exc.errors()
         )
         raise ConfigError(f"{source}: {problems}") from None
+    except KnowrecError as exc:  # raised by a section's own checks (e.g. a registry lookup)
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def load_config(path: str | Path | M, model: type[M], overrides: Sequence[str] =
 #: The pipelines of ``knowrec run``, by the ``pipeline`` key of a config file:
 #: ``"module:function"`` with ``function(config_path, out_dir, console=..., overrides=...)``.
 PIPELINES: dict[str, str] = {
-    "trawl": "knowrec.pipelines.trawl:run_trawl",
+    "trawl": "knowrec.trawl.pipeline:run_trawl",
     "explore": "knowrec.pipelines.explore:run_explore",
 }
 

@@ -9,6 +9,12 @@ changed parameter recomputes only what depends on it::
     world = run.stage("data", {"seed": 0}, build=make_data, load=read_data)
     # build(work_dir) writes files into work_dir; load(final_dir) reads them back
 
+The key is derived, not listed by hand: pass a stage the whole config section(s) it reads
+(:func:`config_slice` dumps a config minus the fields declared irrelevant), so a setting
+added later is part of the key unless it is explicitly excluded — the way
+huggingface/datasets fingerprints a transform by all its arguments. Every stage of a run
+has its own name; staging one name twice with different keys is an error.
+
 A stage builds in ``<name>-<key>.partial/`` and is renamed to ``<name>-<key>/`` when it
 returns, so a killed run never leaves a folder that looks finished; long stages (LLM
 calls, training) keep their own caches and checkpoints in the ``.partial`` folder and
@@ -24,11 +30,13 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from knowrec.errors import ConfigError
 
@@ -41,6 +49,12 @@ def fingerprint(value: Any) -> str:
     """A short stable hash of a JSON-able value (dict keys sorted)."""
     blob = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def config_slice(config: BaseModel, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """Every field of ``config`` except ``exclude``: the parameters of a stage that reads
+    (almost) all of it. Opt-out, so a new field cannot be forgotten."""
+    return config.model_dump(mode="json", exclude=set(exclude))
 
 
 def versions() -> dict[str, str]:
@@ -85,6 +99,8 @@ class Run:
         if missing:
             raise ConfigError(f"stage {name!r} depends on stages not run yet: {missing}")
         key = fingerprint({"params": dict(params), "after": {s: self.keys[s] for s in after}})
+        if self.keys.get(name, key) != key:
+            raise ConfigError(f"stage {name!r} staged twice with different parameters")
         final = self.dir / f"{name}-{key}"
         t0 = time.perf_counter()
         cached = final.is_dir()

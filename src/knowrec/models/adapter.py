@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from knowrec.errors import ConfigError
+from knowrec.models.config import KnowledgeMode
 
 if TYPE_CHECKING:
     from knowrec.models.base import CTRModel, ModelOutput
 
-KnowledgeMode = Literal["none", "raw", "adapter"]
 KNOWLEDGE_MODES: tuple[str, ...] = ("none", "raw", "adapter")
 
 

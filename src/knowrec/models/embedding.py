@@ -5,40 +5,15 @@ user and item embeddings (:class:`~knowrec.models.adapter.EntityEmbedding`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from knowrec.config import Section
 from knowrec.errors import ConfigError
 from knowrec.features import FeatureMap
-from knowrec.models.adapter import EntityEmbedding, KnowledgeMode
+from knowrec.models.adapter import EntityEmbedding
+from knowrec.models.config import EmbeddingConfig
 from knowrec.models.layers import length_mask, masked_mean
-
-
-class EmbeddingConfig(Section):
-    """Embedding settings shared by all backbones.
-
-    ``dim``: ID/field embedding size. ``knowledge``: "none" | "raw" | "adapter" (see
-    :mod:`knowrec.models.adapter`), applied to ``knowledge_sides``. ``l2``: weight of the
-    L2 penalty ``l2·Σ‖E‖²`` over all embedding tables, added to the loss each step.
-    ``user_id_dropout`` / ``item_id_dropout``: share of training occurrences whose ID
-    embedding is swapped for OOV (see :class:`~knowrec.models.adapter.EntityEmbedding`).
-    """
-
-    dim: int = Field(32, ge=1)
-    knowledge: KnowledgeMode = "none"
-    knowledge_sides: tuple[Literal["user", "item"], ...] = ("user", "item")
-    adapter_dim: int = Field(32, ge=1)
-    adapter_experts: int = Field(4, ge=1)
-    adapter_hidden: int = Field(128, ge=1)
-    adapter_dropout: float = Field(0.0, ge=0, lt=1)
-    l2: float = Field(0.0, ge=0)
-    init_std: float = Field(0.01, gt=0)
-    user_id_dropout: float = Field(0.0, ge=0, le=1)
-    item_id_dropout: float = Field(0.0, ge=0, le=1)
 
 
 @dataclass

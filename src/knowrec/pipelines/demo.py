@@ -1,6 +1,6 @@
 """The demo: TRAWL end to end on the tiny synthetic world, with the real LLM and encoder.
 
-``knowrec demo`` runs :func:`knowrec.pipelines.trawl.run_trawl` with the packaged
+``knowrec demo`` runs :func:`knowrec.trawl.run_trawl` with the packaged
 ``trawl_demo.toml`` (knowledge → vectors → SWING → DIN/DIEN/DeepFM with the MoE adapter →
 Table 1, Table 2, floors, report), then shows item-to-item neighbours of the TRAWL adapted
 item vectors for a few triggers beside their hidden attributes, and Explore Further's
@@ -20,15 +20,15 @@ from rich.console import Console
 from rich.table import Table
 
 from knowrec.config import load_config
-from knowrec.pipelines.trawl import ExperimentConfig, adapted_item_vectors, run_trawl
+from knowrec.trawl import TrawlConfig, adapted_item_vectors, run_trawl
 
 N_TRIGGERS = 4
 
 
-def demo_config() -> ExperimentConfig:
+def demo_config() -> TrawlConfig:
     """The packaged demo configuration."""
     with resources.as_file(resources.files("knowrec.pipelines") / "trawl_demo.toml") as path:
-        return load_config(path, ExperimentConfig)
+        return load_config(path, TrawlConfig)
 
 
 def explore_recommendations(

@@ -1,0 +1,206 @@
+"""TRAWL (Zhang et al., KDD 2025) end to end, as cached stages of a run directory:
+
+1. ``data`` — the data set (synthetic world or a path) as canonical tables;
+2. ``protocol`` — users split 8:1:1, the first ``history_first`` ratings of each user kept
+   as history only (leakage guard), CTR samples with the rated behaviour sequence;
+3. ``knowledge-<side>-<method>`` — a knowledge table per method and side (from
+   ``tables_dir`` when it holds one, else generated; the LLM cache resumes a killed run);
+4. ``vectors-<side>-<method>`` — the frozen encoder's vectors of that table;
+5. ``swing`` — the highest-SWING positive of every training user and item;
+6. ``train-<job>`` — one model per (method, backbone, variant, seed) and per sweep point;
+7. the report: floors, Table 1, Table 2, the sensitivity curves.
+
+    knowrec run configs/trawl_synthetic.toml
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from rich.console import Console
+
+from knowrec.config import load_config
+from knowrec.data.config import load_data
+from knowrec.data.tables import Dataset
+from knowrec.errors import ConfigError
+from knowrec.report import write_report
+from knowrec.runs import Run, config_slice
+from knowrec.trawl.config import NOT_TRAINING, TrawlConfig
+from knowrec.trawl.report import print_table, protocol_text, summarise
+from knowrec.trawl.stages import (
+    ITEM_VECTORS,
+    encode_table,
+    fit_and_score,
+    floors,
+    knowledge_table,
+    load_frames,
+    make_protocol,
+    save_frames,
+    swing_positives,
+)
+
+
+def plan_jobs(cfg: TrawlConfig) -> list[dict[str, Any]]:
+    """Every model to train: Table 1 cells × seeds, the ablations, the sweep points."""
+    jobs = [
+        {"method": m, "backbone": b, "variant": "full", "seed": s}
+        for m in cfg.knowledge.methods
+        for b in cfg.backbones
+        for s in cfg.seeds
+    ]
+    if cfg.ablations and "trawl" in cfg.knowledge.methods:
+        jobs += [
+            {"method": "trawl", "backbone": b, "variant": v, "seed": s}
+            for b in cfg.ablation_backbones or cfg.backbones
+            for v in ("no_cl", "no_adapter")
+            for s in cfg.seeds
+        ]
+    sweep_method = "trawl" if "trawl" in cfg.knowledge.methods else cfg.knowledge.methods[-1]
+    for param, values in cfg.sweep.items():
+        for value in values:
+            base = {"method": sweep_method, "backbone": cfg.sweep_backbone, "variant": "full"}
+            jobs.append({**base, "seed": cfg.seeds[0], param: value})
+    for job in jobs:
+        for hp in ("w1", "w2", "tau"):
+            job.setdefault(hp, getattr(cfg, hp))
+    return jobs
+
+
+def job_name(cfg: TrawlConfig, job: dict[str, Any]) -> str:
+    """``train-<method>-<backbone>-<variant>-s<seed>``, plus any loss setting that differs
+    from the config's (a sweep point): unique within a run."""
+    name = f"train-{job['method']}-{job['backbone']}-{job['variant']}-s{job['seed']}"
+    return name + "".join(
+        f"-{hp}={job[hp]:g}" for hp in ("w1", "w2", "tau") if job[hp] != getattr(cfg, hp)
+    )
+
+
+def load_vectors(d: Path) -> tuple[list[str], np.ndarray]:
+    saved = np.load(d / "vectors.npz")
+    return [str(i) for i in saved["ids"]], saved["vectors"]
+
+
+def run_trawl(
+    config: TrawlConfig | str | Path,
+    out: str | Path,
+    console: Console | None = None,
+    *,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run every stage and write ``results.json``, ``results.md`` and ``report.html``
+    (``overrides``: ``key.path=value`` settings applied to the config)."""
+    cfg = load_config(config, TrawlConfig, overrides)
+    console = console or Console()
+    run = Run(out, cfg.model_dump(mode="json"))
+    run.record(protocol=protocol_text(cfg))
+
+    data = run.stage(
+        "data", config_slice(cfg.data), lambda d: load_data(cfg.data).save(d), Dataset.load
+    )
+    samples = run.stage(
+        "protocol",
+        config_slice(cfg.protocol),
+        lambda d: save_frames(d, make_protocol(data, cfg.protocol)),
+        load_frames,
+        after=["data"],
+    )
+    sizes = ", ".join(f"{k} {samples[k].height:,}" for k in ("train", "valid", "test"))
+    console.print(f"CTR samples: {sizes}")
+
+    vectors: dict[str, dict[str, tuple[list[str], np.ndarray]] | None] = {"none": None}
+    for method in [m for m in cfg.knowledge.methods if m != "none"]:
+        vectors[method] = {}
+        for side in cfg.knowledge.sides:
+
+            def build(d: Path, method: str = method, side: str = side) -> None:
+                table = knowledge_table(
+                    data, samples["history"], cfg.knowledge, method, side,
+                    run.dir / "llm-cache.sqlite",
+                )  # fmt: skip
+                table.write_parquet(d / "knowledge.parquet")
+
+            knowledge = config_slice(cfg.knowledge, exclude={"methods", "sides"})
+            table = run.stage(
+                f"knowledge-{side}-{method}",
+                {**knowledge, "method": method, "side": side},
+                build,
+                lambda d: pl.read_parquet(d / "knowledge.parquet"),
+                after=["protocol"],
+            )
+
+            def encode(d: Path, table: pl.DataFrame = table) -> None:
+                ids, x = encode_table(table, cfg.encoder, run.dir / "vectors.sqlite")
+                np.savez(d / "vectors.npz", ids=np.asarray(ids), vectors=x)
+
+            vectors[method][side] = run.stage(
+                f"vectors-{side}-{method}",
+                {"encoder": cfg.encoder},
+                encode,
+                load_vectors,
+                after=[f"knowledge-{side}-{method}"],
+            )
+
+    partners = run.stage(
+        "swing",
+        config_slice(cfg.swing),
+        lambda d: save_frames(d, swing_positives(samples["train"], cfg.swing)),
+        load_frames,
+        after=["protocol"],
+    )
+
+    results = []
+    training = config_slice(cfg, exclude=NOT_TRAINING)  # train, embedding, features, ...
+    for job in plan_jobs(cfg):
+
+        def train(d: Path, job: dict[str, Any] = job) -> None:
+            scores = fit_and_score(
+                cfg, samples, data, vectors[job["method"]], partners, work=d, **job
+            )
+            (d / "scores.json").write_text(json.dumps(scores))
+
+        params = {**job, **training, "backbone_params": cfg.backbone_params.get(job["backbone"])}
+        inputs = [f"vectors-{s}-{job['method']}" for s in cfg.knowledge.sides]
+        scores = run.stage(
+            job_name(cfg, job),
+            params,
+            train,
+            lambda d: {**json.loads((d / "scores.json").read_text()), "dir": str(d)},
+            after=["protocol", "swing"] + (inputs if job["method"] != "none" else []),
+        )
+        results.append({**job, **scores})
+        label = " ".join(f"{k}={v}" for k, v in job.items())
+        console.print(f"{label}: test AUC {scores['test_auc']:.4f}")
+
+    floor_rows = floors(samples, data)
+    report = {"protocol": protocol_text(cfg), "floors": floor_rows, "runs": results}
+    (run.dir / "results.json").write_text(json.dumps(report, indent=2))
+    sections = summarise(cfg, results, floor_rows)
+    paths = write_report(run.dir, f"TRAWL — {cfg.name}", sections)
+    print_table(console, sections[1])
+    print_table(console, sections[2])
+    console.print(f"report: {paths['report.html']}")
+    return {**report, "report": str(paths["report.html"])}
+
+
+def adapted_item_vectors(
+    result: dict[str, Any], *, backbone: str | None = None, seed: int | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The TRAWL adapted item vectors of a finished run (the ``full`` trawl model of
+    ``backbone`` and ``seed``, default the first), for
+    ``make_recall_path("semantic", vectors=...)``."""
+    for job in result["runs"]:
+        if (
+            job["method"] == "trawl"
+            and job["variant"] == "full"
+            and backbone in (None, job["backbone"])
+            and seed in (None, job["seed"])
+            and (Path(job["dir"]) / ITEM_VECTORS).exists()
+        ):
+            saved = np.load(Path(job["dir"]) / ITEM_VECTORS)
+            return [str(i) for i in saved["ids"]], saved["vectors"]
+    raise ConfigError("the run has no trained TRAWL model with item knowledge")

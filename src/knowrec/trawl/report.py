@@ -1,0 +1,104 @@
+"""TRAWL's report: the protocol caption, Table 1, Table 2, the floors and the
+sensitivity curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from knowrec.report import Section as ReportSection
+from knowrec.report import fmt_value, mean_std
+from knowrec.trawl.config import TrawlConfig
+
+
+def protocol_text(cfg: TrawlConfig) -> str:
+    p = cfg.protocol
+    return (
+        f"data={cfg.data.source}; users split {':'.join(f'{r:g}' for r in p.split)} "
+        f"(seed {p.split_seed}) into train/valid/test users; the first {p.history_first} "
+        f"interactions of each user are history only (behaviour sequences and user "
+        f"knowledge), never samples; label = {p.label}; behaviour sequence = last "
+        f"{p.max_len} (item, rating) pairs strictly before the sample; metrics on test users"
+        + (
+            f"; cold start: {p.cold_items:.0%} of items have no training samples "
+            "(cold AUC = test AUC on their samples)"
+            if p.cold_items
+            else ""
+        )
+    )
+
+
+def summarise(
+    cfg: TrawlConfig, results: list[dict[str, Any]], floor_rows: list[dict[str, Any]]
+) -> list[ReportSection]:
+    frame = pl.DataFrame(results)
+    full = frame.filter(pl.col("variant") == "full")
+    base = [c for c in ("w1", "w2", "tau") if c in full.columns]
+    default = full.filter(*(pl.col(c) == getattr(cfg, c) for c in base))
+    table1 = []
+    for method in cfg.knowledge.methods:
+        row: dict[str, Any] = {"method": method}
+        for backbone in cfg.backbones:
+            sel = default.filter((pl.col("method") == method) & (pl.col("backbone") == backbone))
+            row[f"{backbone} AUC"] = mean_std(sel["test_auc"].to_list())
+            row[f"{backbone} LogLoss"] = mean_std(sel["test_logloss"].to_list())
+            if "test_cold_auc" in sel.columns:
+                row[f"{backbone} cold AUC"] = mean_std(sel["test_cold_auc"].drop_nulls().to_list())
+        table1.append(row)
+    sections = [
+        ReportSection("Protocol", notes=protocol_text(cfg)),
+        ReportSection(
+            "Table 1 — knowledge method × backbone (test, mean ± std over seeds)", table1
+        ),
+        ReportSection("Floors", floor_rows),
+    ]
+    abl = frame.filter(pl.col("method") == "trawl")
+    if cfg.ablations and abl.height:
+        rows = []
+        for backbone in cfg.ablation_backbones or cfg.backbones:
+            row = {"backbone": backbone}
+            for variant, label in (
+                ("full", "TRAWL"),
+                ("no_cl", "w/o CL"),
+                ("no_adapter", "w/o adapter"),
+            ):
+                sel = abl.filter((pl.col("backbone") == backbone) & (pl.col("variant") == variant))
+                if variant == "full":
+                    sel = sel.filter(*(pl.col(c) == getattr(cfg, c) for c in base))
+                row[label] = mean_std(sel["test_auc"].to_list())
+            rows.append(row)
+        sections.append(ReportSection("Table 2 — ablations (test AUC)", rows))
+    if cfg.sweep:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figs, rows = [], []
+        for param, values in cfg.sweep.items():
+            pts = []
+            for v in values:
+                sel = full.filter((pl.col("backbone") == cfg.sweep_backbone) & (pl.col(param) == v))
+                if sel.height:
+                    pts.append((v, float(sel["valid_auc"].mean())))
+                    rows.append({"parameter": param, "value": v, "valid AUC": pts[-1][1]})
+            fig, ax = plt.subplots(figsize=(4, 3))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+            ax.set_xlabel(param)
+            ax.set_ylabel("validation AUC")
+            ax.set_title(f"{cfg.sweep_backbone}: sensitivity to {param}")
+            figs.append(fig)
+        sections.append(ReportSection("Sensitivity", rows, figures=figs))
+    return sections
+
+
+def print_table(console: Console, section: ReportSection) -> None:
+    table = Table(title=section.title)
+    for col in section.rows[0]:
+        table.add_column(col)
+    for row in section.rows:
+        table.add_row(*(fmt_value(v) for v in row.values()))
+    console.print(table)
