@@ -4,6 +4,7 @@ right answer is known."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -216,6 +217,25 @@ def test_backbone_learns_the_history_rating_signal(name: str) -> None:
     trainer = _fit(model, data)
     score = trainer.evaluate(data["valid"])["auc"]
     assert score > 0.75, (name, score)
+
+
+@pytest.mark.parametrize("name", ["din", "dien"])
+def test_a_saved_backbone_reloads_from_its_folder(name: str, tmp_path: Path) -> None:
+    fmap, data = toy_data(n=400)
+    seed_everything(0)
+    embedding = {**FAST, "knowledge": "adapter"}
+    model = build_backbone(name, fmap, embedding=embedding, mlp_units=(16, 8))
+    _fit(model, data, epochs=1)
+    model.save(tmp_path / "model", fmap)
+
+    again, fmap_again = CTRModel.load(tmp_path / "model")
+    assert type(again) is type(model) and again.get_params() == model.get_params()
+    assert fmap_again.describe() == fmap.describe()
+    batch = data["valid"].batch(slice(0, 64))
+    with torch.no_grad():
+        np.testing.assert_allclose(again(batch).logit, model.eval()(batch).logit, rtol=1e-6)
+    with pytest.raises(ConfigError, match="not a saved CTR model"):
+        CTRModel.load(tmp_path)
 
 
 def test_din_attention_ignores_padding() -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import json
+import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,6 +20,9 @@ from knowrec.config import validate
 from knowrec.errors import ConfigError
 from knowrec.features import FeatureMap
 from knowrec.models.embedding import EmbeddingConfig, FeatureEmbedding
+from knowrec.runs import versions
+
+MODEL_FORMAT = 1
 
 
 @dataclass
@@ -71,6 +79,52 @@ class CTRModel(nn.Module):
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters of this model (the embedding as a dict)."""
         return dict(self._params)
+
+    def save(self, directory: str | Path, feature_map: FeatureMap) -> Path:
+        """Write the model so that :meth:`load` rebuilds it from the folder alone:
+        ``model.json`` (class, parameters, library versions), ``weights.pt`` and the
+        ``feature_map/`` that turns frames into its inputs."""
+        out = Path(directory)
+        feature_map.save(out / "feature_map")
+        torch.save(self.state_dict(), out / "weights.pt")
+        cls = type(self)
+        doc = {
+            "format": MODEL_FORMAT,
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "params": self.get_params(),
+            "versions": versions(),
+        }
+        tmp = out / "model.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2, default=list))
+        os.replace(tmp, out / "model.json")
+        return out
+
+    @staticmethod
+    def load(directory: str | Path) -> tuple[CTRModel, FeatureMap]:
+        """The model and feature map saved by :meth:`save` (in eval mode); warns when the
+        folder was written by another knowrec or torch version."""
+        src = Path(directory)
+        try:
+            doc = json.loads((src / "model.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{src}: not a saved CTR model ({exc})") from None
+        if doc.get("format") != MODEL_FORMAT:
+            raise ConfigError(f"{src}: model format {doc.get('format')} is not supported")
+        now = versions()
+        for lib in ("knowrec", "torch"):
+            if doc["versions"].get(lib) != now.get(lib):
+                warnings.warn(
+                    f"{src}: saved with {lib} {doc['versions'].get(lib)}, loaded with "
+                    f"{now.get(lib)}",
+                    stacklevel=2,
+                )
+        module, name = doc["class"].split(":")
+        cls = getattr(importlib.import_module(module), name)
+        feature_map = FeatureMap.load(src / "feature_map")
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in doc["params"].items()}
+        model = cls(feature_map, **params)
+        model.load_state_dict(torch.load(src / "weights.pt", weights_only=True))
+        return model.eval(), feature_map
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:  # pragma: no cover
         raise NotImplementedError

@@ -180,6 +180,7 @@ def fit_and_score(
         model, TrainConfig(**{**cfg.train, "seed": seed}), loss=loss, checkpoint_dir=work
     )
     trainer.fit(enc["train"], enc["valid"], resume=True)
+    model.save(work / "model", fmap)  # reloads by path: CTRModel.load(work / "model")
     if mode == "adapter" and "item" in knowledge:  # the adapted item vectors (recall path)
         ids, x = model.adapted_vectors(fmap, "item")
         np.savez(work / ITEM_VECTORS, ids=np.asarray(ids), vectors=x)
