@@ -38,7 +38,7 @@ from knowrec.config import load_config
 from knowrec.errors import KnowrecError
 from knowrec.explore.config import ExploreConfig
 from knowrec.explore.service import SERVING_FILE, ExploreService
-from knowrec.pipelines.explore import run_explore
+from knowrec.explore.pipeline import run_explore
 
 CONFIG = ROOT / "configs" / "explore_synthetic.toml"
 #: The benchmark's cross-encoder: small, so the run builds in a few minutes on 2 cores.

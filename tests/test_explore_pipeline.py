@@ -1,5 +1,5 @@
 """The Explore Further pipeline end to end on the tiny synthetic world
-(knowrec.pipelines.explore) and its online flow (`knowrec recommend`, ExploreService,
+(knowrec.explore.pipeline) and its online flow (`knowrec recommend`, ExploreService,
 `knowrec serve`)."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from knowrec.config import load_config, validate
 from knowrec.errors import ConfigError, UnknownIdError
 from knowrec.explore.config import ExploreConfig, PathSpec
 from knowrec.explore.service import SERVING_FILE, ExploreService, NoCandidatesError
-from knowrec.pipelines.explore import EvalFrames, choose_combination, run_explore
+from knowrec.explore.evaluate import EvalFrames, choose_combination
+from knowrec.explore.pipeline import run_explore
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWREC = [sys.executable, "-m", "knowrec"]

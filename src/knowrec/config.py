@@ -97,7 +97,7 @@ def load_config(path: str | Path | M, model: type[M], overrides: Sequence[str] =
 #: ``"module:function"`` with ``function(config_path, out_dir, console=..., overrides=...)``.
 PIPELINES: dict[str, str] = {
     "trawl": "knowrec.trawl.pipeline:run_trawl",
-    "explore": "knowrec.pipelines.explore:run_explore",
+    "explore": "knowrec.explore.pipeline:run_explore",
 }
 
 

@@ -1,8 +1,10 @@
-"""Explore Further (SPEC §2): data preparation and offline evaluation of item-to-item
-recommendation; the experiment config in :mod:`knowrec.explore.config`, serving a finished
-run in :mod:`knowrec.explore.service`, the offline stages in
-:mod:`knowrec.pipelines.explore`. Recall paths live in :mod:`knowrec.retrieval`, rankers
-and score combination in :mod:`knowrec.ranking`."""
+"""Explore Further (docs/explore.md): item-to-item recommendation. The config is in
+:mod:`~knowrec.explore.config`, sessions and impressions in :mod:`~knowrec.explore.data`,
+the offline stages' work in :mod:`~knowrec.explore.stages`, metrics, λ and Table 5 in
+:mod:`~knowrec.explore.evaluate`, the report in :mod:`~knowrec.explore.report`, the runner
+in :mod:`~knowrec.explore.pipeline` and serving in :mod:`~knowrec.explore.service`. Recall
+paths live in :mod:`knowrec.retrieval`, rankers and score combination in
+:mod:`knowrec.ranking`."""
 
 from knowrec.explore.data import (
     click_impressions,

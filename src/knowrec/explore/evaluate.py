@@ -1,15 +1,20 @@
-"""Explore Further offline evaluation: per-path recall@k with unique contribution, and
-ClickNDCG@k of rankings over held-out impressions (SPEC §2.1, §2.3)."""
+"""Explore Further offline evaluation: per-path recall@k with unique contribution,
+ClickNDCG@k of rankings over held-out impressions, the judged metrics (RecoDCG, quality-
+filtered ClickNDCG), the choice of λ and the rows of Table 5."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from knowrec.errors import ConfigError
+from knowrec.explore.config import ExploreConfig
 from knowrec.metrics import click_ndcg_at_k
+from knowrec.ranking.combine import QUALITY, Combination
 from knowrec.retrieval.store import Candidate
 
 PerPath = Mapping[str, Mapping[str, Sequence[Candidate]]]
@@ -112,3 +117,200 @@ def click_ndcg_table(
             )
         out.append(row)
     return out
+
+
+@dataclass
+class EvalFrames:
+    """One candidate set's held-out evaluation rows: ``impressions`` (every test
+    impression), ``judged`` (impressions of judged triggers cut to judged candidates,
+    with ``judge``) and ``slates`` (each judged trigger's judged candidates)."""
+
+    impressions: pl.DataFrame
+    judged: pl.DataFrame
+    slates: pl.DataFrame
+
+
+def eval_frames(
+    cfg: ExploreConfig, scored: pl.DataFrame, test: pl.DataFrame, judged: pl.DataFrame
+) -> EvalFrames:
+    keys = ["trigger_id", "item_id"]
+    from knowrec.explore.stages import impressions
+
+    impr = impressions(
+        test, scored, cfg, cfg.sessions.test_triggers_per_session, cfg.sessions.seed + 1
+    )
+    cols = [c for c in ("ranker", QUALITY, "final") if c in scored.columns]
+    impr = impr.join(scored.select(*keys, *cols), on=keys, how="left", maintain_order="left")
+    j = judged.filter((pl.col("split") == "eval") & pl.col(QUALITY).is_not_null())
+    j = j.select("trigger_id", item_id="candidate_id", judge=QUALITY).unique(keys)
+    return EvalFrames(
+        impressions=impr,
+        judged=impr.join(j, on=keys, how="inner", maintain_order="left"),
+        slates=scored.select(*keys, *cols).join(j, on=keys, how="inner", maintain_order="left"),
+    )
+
+
+def _quiet(fn: Callable[[], float]) -> float:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn()
+
+
+def metrics_row(
+    ev: EvalFrames, scores: Callable[[pl.DataFrame], np.ndarray], threshold: float
+) -> dict[str, Any]:
+    """ClickNDCG@5 (all held-out impressions), quality-filtered ClickNDCG@5 (judged
+    triggers), RecoDCG@1 and @5 (judged triggers' slates), with their counts."""
+    from knowrec.metrics import (
+        click_ndcg_at_k,
+        quality_filtered_click_ndcg_at_k,
+        reco_dcg_at_k,
+    )
+
+    i, j, s = ev.impressions, ev.judged, ev.slates
+    row: dict[str, Any] = {
+        "ClickNDCG@5": _quiet(
+            lambda: click_ndcg_at_k(i["clicked"].to_numpy(), scores(i), 5, i["group"].to_numpy())
+        )
+        if i.height
+        else float("nan")
+    }
+    row["QF ClickNDCG@5"] = (
+        _quiet(
+            lambda: quality_filtered_click_ndcg_at_k(
+                j["clicked"].to_numpy(),
+                scores(j),
+                j["judge"].to_numpy(),
+                5,
+                j["group"].to_numpy(),
+                threshold,
+            )
+        )
+        if j.height and j["clicked"].sum()
+        else float("nan")
+    )
+    for k in (1, 5):
+        row[f"RecoDCG@{k}"] = (
+            _quiet(
+                lambda k=k: reco_dcg_at_k(
+                    s["judge"].to_numpy(), scores(s), k, s["trigger_id"].to_numpy()
+                )
+            )
+            if s.height
+            else float("nan")
+        )
+    row["impressions"] = int(i["group"].n_unique()) if i.height else 0
+    row["judged impressions"] = (
+        int(j.filter(pl.col("clicked").max().over("group") > 0)["group"].n_unique())
+        if j.height
+        else 0
+    )
+    row["judged triggers"] = int(s["trigger_id"].n_unique()) if s.height else 0
+    return row
+
+
+def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -> Combination:
+    """z-statistics from every served pair (the traffic sample); λ fixed by the config or
+    chosen from the sweep of quality-filtered ClickNDCG@5 against RecoDCG@5 on the judged
+    held-out triggers (the paper's trade-off curve)."""
+    from knowrec.metrics import quality_filtered_click_ndcg_at_k, reco_dcg_at_k
+    from knowrec.ranking import ZScore, choose_lambda, lambda_sweep
+
+    ranker_z = ZScore.fit(full["ranker"].to_numpy())
+    q = full[QUALITY].cast(pl.Float64).drop_nulls().to_numpy()
+    if cfg.final.quality == "none" or not np.isfinite(q).any():
+        return Combination(0.0, ranker_z, None, chosen_by="no quality model: λ = 0")
+    quality_z = ZScore.fit(q)
+    # Equal scores can still have a std of ~1e-17 (the mean's rounding): test the values.
+    if quality_z.std == 0 or np.ptp(q[np.isfinite(q)]) == 0:
+        why = "the quality model gives one constant score (too few judged labels?): not used"
+        return Combination(0.0, ranker_z, None, chosen_by=why)
+    j, s = ev.judged, ev.slates
+    fixed = cfg.final.fixed_lambda
+    if not (j.height and j["clicked"].sum() and s.height):
+        lam = 0.0 if fixed is None else fixed
+        why = "fixed by the config" if fixed is not None else "no judged held-out trigger: λ = 0"
+        return Combination(lam, ranker_z, quality_z, chosen_by=why)
+    n = j.height
+    both = pl.concat([j.select("ranker", QUALITY), s.select("ranker", QUALITY)])
+    clicked, jg, judge_j = j["clicked"].to_numpy(), j["group"].to_numpy(), j["judge"].to_numpy()
+    sj, st = s["judge"].to_numpy(), s["trigger_id"].to_numpy()
+    thr = cfg.judge.threshold
+    points = lambda_sweep(
+        both["ranker"].to_numpy(),
+        both[QUALITY].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+        lambda x: _quiet(
+            lambda: quality_filtered_click_ndcg_at_k(clicked, x[:n], judge_j, 5, jg, thr)
+        ),
+        lambda x: _quiet(lambda: reco_dcg_at_k(sj, x[n:], 5, st)),
+        lambdas=cfg.final.lambdas,
+        ranker_z=ranker_z,
+        quality_z=quality_z,
+    )
+    if fixed is not None:
+        return Combination(fixed, ranker_z, quality_z, points, "fixed by the config")
+    finite = [p for p in points if np.isfinite(p.metric_a) and np.isfinite(p.metric_b)]
+    if not finite:
+        return Combination(0.0, ranker_z, quality_z, points, "sweep undefined: λ = 0")
+    best = choose_lambda(finite, max_drop_a=cfg.final.max_drop)
+    why = (
+        f"largest RecoDCG@5 with quality-filtered ClickNDCG@5 within {cfg.final.max_drop:.0%} "
+        "of λ = 0, on the same held-out judged triggers (as in the paper)"
+    )
+    return Combination(best.lam, ranker_z, quality_z, points, why)
+
+
+def table5(
+    cfg: ExploreConfig, evs: Mapping[str, EvalFrames], combs: Mapping[str, Combination]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows shaped like the paper's Table 5 and notes on the rows left out."""
+    r = cfg.recall
+    sets = r.sets()
+    extra = [p for p in r.paths if p.label in set(sets["full"]) - set(sets["baseline"])]
+    kinds = {p.kind for p in extra}
+    extra_name = "Q'" if not extra or kinds == {"qprime"} else "+".join(p.label for p in extra)
+    quality = combs["full"].quality_z is not None
+    rows, notes = [], []
+    specs = [
+        ("baseline stack", "baseline", False),
+        ("+ quality-aware ranking", "baseline", True),
+        (f"+ {extra_name} recall", "full", False),
+        (f"+ quality-aware ranking + {extra_name} recall", "full", True),
+    ]
+    for label, set_name, with_quality in specs:
+        if set_name == "full" and not extra:
+            notes.append(
+                f"'{label}' omitted: no recall path beyond the baseline stack "
+                "(add a `qprime` path to [recall])"
+            )
+            continue
+        if with_quality and not quality:
+            notes.append(
+                f"'{label}' omitted: no quality score (final.quality = "
+                f"'{cfg.final.quality}'; {combs['full'].chosen_by})"
+            )
+            continue
+        ev = evs[set_name]
+        comb = combs[set_name]
+        lam = comb.lam if with_quality else 0.0
+        row = {
+            "system": label,
+            "paths": ", ".join(sets[set_name]),
+            "λ": lam,
+        }
+        scores = comb if with_quality else (lambda f: f["ranker"].to_numpy())
+        rows.append(row | metrics_row(ev, scores, cfg.judge.threshold))
+    return rows, notes
+
+
+def path_recall(
+    cfg: ExploreConfig, lists: PerPath, test: pl.DataFrame, full: pl.DataFrame
+) -> pl.DataFrame:
+    from knowrec.explore.data import coengagement_pairs
+    from knowrec.explore.stages import frame_candidates
+
+    s = cfg.sessions
+    truth = coengagement_pairs(test, rule=s.rule, max_session_items=s.max_session_items)
+    return recall_by_path(lists, truth, k=cfg.recall.k, merged=frame_candidates(full))

@@ -37,7 +37,7 @@ def explore_recommendations(
     """Run the demo's Explore Further config into ``out`` and show the top 3 per trigger."""
     from knowrec.explore.config import ExploreConfig
     from knowrec.explore.service import ExploreService
-    from knowrec.pipelines.explore import run_explore
+    from knowrec.explore.pipeline import run_explore
 
     with resources.as_file(resources.files("knowrec.pipelines") / "explore_demo.toml") as path:
         cfg = load_config(path, ExploreConfig)
