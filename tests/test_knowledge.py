@@ -140,6 +140,8 @@ def test_template_rejects_item_text_in_the_fixed_part(tmp_path: Path) -> None:
         PromptTemplate.parse(bad)
     with pytest.raises(ConfigError, match="system"):
         PromptTemplate.parse("just some text $text")
+    with pytest.raises(ConfigError, match="the user part must use one of"):
+        PromptTemplate.parse("=== system ===\nDescribe it.\n=== user ===\nno item here\n")
     path = tmp_path / "mine.txt"
     path.write_text("# mine\n=== system ===\nDescribe the $noun.\n=== user ===\n$text\n")
     gen = KnowledgeGenerator({"templates": {"item_trawl": str(path)}})
