@@ -1,4 +1,5 @@
-"""The LLM quality judge of Explore Further (SPEC §2.3): the 0–4 pointwise prompt family.
+"""The LLM quality judge of Explore Further (docs/explore.md, "The LLM judge"): the 0–4
+pointwise prompt family.
 
 :class:`Judge` scores (trigger, candidate) pairs of an items table with one LLM and three
 prompt variants that build on each other:
@@ -216,7 +217,7 @@ def _reasoning_text(value: Any) -> str | None:
 
 
 class Judge:
-    """The 0–4 pointwise LLM judge (prompt variants A, B, C of SPEC §2.3).
+    """The 0–4 pointwise LLM judge (prompt variants A, B, C: see the module docstring).
 
     ``llm``: any :class:`knowrec.llm.base.LLM` (it also truncates item texts by its
     tokens). ``noun``: what an item is (``"movie"``, ``"web page"``). ``personas``: the

@@ -6,7 +6,8 @@ The system part may only use the *domain* placeholders (the same for every item:
 ``$noun``, ``$factors``, ``$factor_names``, ``$description``, ``$kar_aspects``, ``$k``);
 the user part holds the per-item placeholders (``$text``, ``$title``, ``$profile``,
 ``$history``). So every prompt of a batch starts with the same tokens and llama.cpp reuses
-their KV cache (MODELS.md: prompt time 3.6 s → 1.0 s).
+their KV cache (docs/llm.md, batched local decoding; BENCHMARKS.md: 322 → 72 prompt
+tokens evaluated per item).
 """
 
 from __future__ import annotations

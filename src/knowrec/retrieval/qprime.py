@@ -1,4 +1,5 @@
-"""The Q' recall path: LLM-written search queries run on a search engine (SPEC §2.1).
+"""The Q' recall path: LLM-written search queries run on a search engine (docs/explore.md,
+"Recall paths").
 
 For each trigger the LLM reads the item's text and writes search queries for related yet
 complementary items, each with a relevance from 0 to 4, in the item's language; it stops
