@@ -1,4 +1,4 @@
-"""Knowledge generation (TRAWL SPEC §1.1): key-factor sets, prompt templates, the
+"""Knowledge generation (docs/trawl.md, knowledge methods): key-factor sets, prompt templates, the
 leakage guard, every method's table, and — with the real 1.5B model and MiniLM — failure
 records, output diversity and the synthetic-world quality test."""
 
@@ -140,6 +140,8 @@ def test_template_rejects_item_text_in_the_fixed_part(tmp_path: Path) -> None:
         PromptTemplate.parse(bad)
     with pytest.raises(ConfigError, match="system"):
         PromptTemplate.parse("just some text $text")
+    with pytest.raises(ConfigError, match="the user part must use one of"):
+        PromptTemplate.parse("=== system ===\nDescribe it.\n=== user ===\nno item here\n")
     path = tmp_path / "mine.txt"
     path.write_text("# mine\n=== system ===\nDescribe the $noun.\n=== user ===\n$text\n")
     gen = KnowledgeGenerator({"templates": {"item_trawl": str(path)}})
@@ -275,7 +277,8 @@ def test_a_broken_answer_is_recorded_not_raised(session_llm, tiny_world: World) 
 @pytest.mark.slow
 @pytest.mark.timeout(LLM_TIMEOUT)
 def test_trawl_outputs_are_diverse(demo_trawl_items: pl.DataFrame) -> None:
-    """MODELS.md: the small model copies phrases from the instructions; check it does not."""
+    """The small model tends to copy phrases from the instructions (BENCHMARKS.md, ML-1M
+    knowledge prompts); check it does not."""
     ok = demo_trawl_items.filter(pl.col("status") == "ok")
     assert ok.height >= 0.9 * demo_trawl_items.height, demo_trawl_items["error"].to_list()
     fields = [json.loads(f) for f in ok["fields"]]

@@ -1,4 +1,5 @@
-"""The LLM quality judge of Explore Further (SPEC §2.3): the 0–4 pointwise prompt family.
+"""The LLM quality judge of Explore Further (docs/explore.md, "The LLM judge"): the 0–4
+pointwise prompt family.
 
 :class:`Judge` scores (trigger, candidate) pairs of an items table with one LLM and three
 prompt variants that build on each other:
@@ -35,7 +36,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,28 +51,31 @@ from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
 from knowrec.judge.golden import PAIR_COLUMNS, pairwise_pairs
 from knowrec.knowledge.inputs import item_raw_texts
-from knowrec.knowledge.templates import placeholders
 from knowrec.llm.base import DIGITS, LLM, Message, Request, Result
+from knowrec.llm.prompts import PromptFile
 from knowrec.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 VARIANTS: tuple[str, ...] = ("A", "B", "C")
 PARTS: tuple[str, ...] = ("system", "pair", "score", "reason", "score_after_reasoning")
-#: Placeholders each part may use, and those it must use.
-_ALLOWED: dict[str, frozenset[str]] = {
-    "system": frozenset({"noun"}),
-    "pair": frozenset({"noun", "trigger", "candidate"}),
-    "score": frozenset({"noun", "persona"}),
-    "reason": frozenset({"noun"}),
-    "score_after_reasoning": frozenset({"noun", "persona"}),
-}
-_REQUIRED: dict[str, frozenset[str]] = {
-    "pair": frozenset({"trigger", "candidate"}),
-    "score": frozenset({"persona"}),
-    "score_after_reasoning": frozenset({"persona"}),
-}
-_PART = re.compile(r"^===\s*([A-Za-z_]+)\s*===\s*$", re.MULTILINE)
+#: The template file: its parts and the placeholders each may use and must use.
+_FILE = PromptFile(
+    "judge template",
+    PARTS,
+    allowed={
+        "system": frozenset({"noun"}),
+        "pair": frozenset({"noun", "trigger", "candidate"}),
+        "score": frozenset({"noun", "persona"}),
+        "reason": frozenset({"noun"}),
+        "score_after_reasoning": frozenset({"noun", "persona"}),
+    },
+    required={
+        "pair": frozenset({"trigger", "candidate"}),
+        "score": frozenset({"persona"}),
+        "score_after_reasoning": frozenset({"persona"}),
+    },
+)
 #: Tokens the chat template adds around one message (room kept when checking the context).
 _TURN_TOKENS = 8
 #: Output columns of :meth:`Judge.score`.
@@ -109,51 +112,19 @@ class JudgeTemplate:
 
     @classmethod
     def parse(cls, text: str, name: str = "<template>") -> JudgeTemplate:
-        """Parse ``=== part ===`` sections (all of :data:`PARTS`, in that order; ``#``
-        comment lines before the first) and check each part's placeholders."""
-        marks = list(_PART.finditer(text))
-        found = [m.group(1) for m in marks]
-        if found != list(PARTS):
-            raise ConfigError(
-                f"judge template {name}: needs the parts {', '.join(PARTS)} in this order "
-                f"(as '=== name ===' lines), found {found or 'none'}"
-            )
-        head = text[: marks[0].start()]
-        if any(line.strip() and not line.lstrip().startswith("#") for line in head.splitlines()):
-            raise ConfigError(
-                f"judge template {name}: text before '=== system ===' must be comments"
-            )
-        ends = [m.start() for m in marks[1:]] + [len(text)]
-        parts = {
-            m.group(1): text[m.end() : end].strip() for m, end in zip(marks, ends, strict=True)
-        }
-        for part, body in parts.items():
-            if not body:
-                raise ConfigError(f"judge template {name}: the {part} part is empty")
-            used = placeholders(body)
-            wrong = sorted(used - _ALLOWED[part])
-            if wrong:
-                raise ConfigError(
-                    f"judge template {name}: the {part} part may not use {wrong}; allowed "
-                    f"there: {sorted(_ALLOWED[part])}"
-                )
-            missing = sorted(_REQUIRED.get(part, frozenset()) - used)
-            if missing:
-                raise ConfigError(f"judge template {name}: the {part} part must use {missing}")
-        return cls(name=name, **parts)
+        """Parse the file (all of :data:`PARTS`, in that order) and check each part's
+        placeholders."""
+        return cls(name=name, **_FILE.parse(text, name))
 
     @classmethod
     def load(cls, path: str | Path) -> JudgeTemplate:
         """Read a template file."""
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"judge template {p} does not exist")
-        return cls.parse(p.read_text(encoding="utf-8"), str(p))
+        return cls.parse(*_FILE.read(path))
 
     @classmethod
     def builtin(cls) -> JudgeTemplate:
         """The packaged ``prompts/judge_pointwise.txt``."""
-        return cls.parse(_resource("judge_pointwise.txt"), "<builtin:judge_pointwise.txt>")
+        return cls.parse(*_FILE.read_builtin("knowrec.judge", "judge_pointwise.txt"))
 
     def digest(self) -> str:
         """A short hash of the template text."""
@@ -246,7 +217,7 @@ def _reasoning_text(value: Any) -> str | None:
 
 
 class Judge:
-    """The 0–4 pointwise LLM judge (prompt variants A, B, C of SPEC §2.3).
+    """The 0–4 pointwise LLM judge (prompt variants A, B, C: see the module docstring).
 
     ``llm``: any :class:`knowrec.llm.base.LLM` (it also truncates item texts by its
     tokens). ``noun``: what an item is (``"movie"``, ``"web page"``). ``personas``: the

@@ -1,31 +1,34 @@
 """Prompt templates as files: fixed instructions first, the item or user text last.
 
-A template file (``prompts/<side>_<method>.txt`` in the package, or any path) has two
-parts, ``=== system ===`` and ``=== user ===``; lines starting with ``#`` before the
-first part are comments. Placeholders use :class:`string.Template` syntax (``$name`` or
-``${name}``), so JSON braces need no escaping. The system part may only use the
-*domain* placeholders (the same for every item: ``$noun``, ``$factors``,
-``$factor_names``, ``$description``, ``$kar_aspects``, ``$k``); the user part holds the
-per-item placeholders (``$text``, ``$title``, ``$profile``, ``$history``). So every
-prompt of a batch starts with the same tokens and llama.cpp reuses their KV cache
-(MODELS.md: prompt time 3.6 s → 1.0 s).
+A template file (``prompts/<side>_<method>.txt`` in the package, or any path) is a
+:mod:`knowrec.llm.prompts` file with two parts, ``=== system ===`` and ``=== user ===``.
+The system part may only use the *domain* placeholders (the same for every item:
+``$noun``, ``$factors``, ``$factor_names``, ``$description``, ``$kar_aspects``, ``$k``);
+the user part holds the per-item placeholders (``$text``, ``$title``, ``$profile``,
+``$history``). So every prompt of a batch starts with the same tokens and llama.cpp reuses
+their KV cache (docs/llm.md, batched local decoding; BENCHMARKS.md: 322 → 72 prompt
+tokens evaluated per item).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from string import Template
 
 from knowrec.errors import ConfigError
 from knowrec.knowledge.factors import Domain, Side
+from knowrec.llm.prompts import PromptFile, placeholders
 
 DOMAIN_FIELDS = frozenset({"noun", "factors", "factor_names", "description", "kar_aspects", "k"})
 ITEM_FIELDS = frozenset({"text", "title", "profile", "history"})
-_PART = re.compile(r"^===\s*(system|user)\s*===\s*$", re.MULTILINE)
+_FILE = PromptFile(
+    "prompt template",
+    ("system", "user"),
+    allowed={"system": DOMAIN_FIELDS, "user": ITEM_FIELDS},
+    hint=" (per-item text goes last, in the user part)",
+)
 
 
 @dataclass(frozen=True)
@@ -39,38 +42,15 @@ class PromptTemplate:
     @classmethod
     def parse(cls, text: str, name: str = "<template>") -> PromptTemplate:
         """Parse the file format; checks the parts and where each placeholder may go."""
-        marks = list(_PART.finditer(text))
-        if [m.group(1) for m in marks] != ["system", "user"]:
-            raise ConfigError(
-                f"prompt template {name}: needs a '=== system ===' then a '=== user ===' part"
-            )
-        head = text[: marks[0].start()]
-        if any(line.strip() and not line.lstrip().startswith("#") for line in head.splitlines()):
-            raise ConfigError(
-                f"prompt template {name}: text before '=== system ===' must be comments"
-            )
-        system = text[marks[0].end() : marks[1].start()].strip()
-        user = text[marks[1].end() :].strip()
-        template = cls(name, system, user)
-        for part, allowed in (("system", DOMAIN_FIELDS), ("user", ITEM_FIELDS)):
-            used = placeholders(getattr(template, part))
-            wrong = sorted(used - allowed)
-            if wrong:
-                raise ConfigError(
-                    f"prompt template {name}: the {part} part may not use {wrong}; allowed "
-                    f"there: {sorted(allowed)} (per-item text goes last, in the user part)"
-                )
-        if not placeholders(user):
-            raise ConfigError(f"prompt template {name}: the user part has no item placeholder")
-        return template
+        parts = _FILE.parse(text, name)
+        if not placeholders(parts["user"]):
+            raise _FILE.error(name, "user", f"must use one of {sorted(ITEM_FIELDS)}")
+        return cls(name=name, **parts)
 
     @classmethod
     def load(cls, path: str | Path) -> PromptTemplate:
         """Read a template file."""
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"prompt template {p} does not exist")
-        return cls.parse(p.read_text(), str(p))
+        return cls.parse(*_FILE.read(path))
 
     def render_system(self, domain: Domain, side: Side, k: int = 5) -> str:
         """The fixed instructions for ``domain`` and ``side``."""
@@ -100,22 +80,6 @@ class PromptTemplate:
         return hashlib.sha256(f"{self.system}\x00{self.user}".encode()).hexdigest()[:16]
 
 
-def placeholders(text: str) -> set[str]:
-    """The ``$name`` / ``${name}`` placeholders used in ``text``."""
-    names: set[str] = set()
-    for match in Template.pattern.finditer(text):
-        name = match.group("named") or match.group("braced")
-        if name:
-            names.add(name)
-        elif match.group("invalid") is not None:
-            raise ConfigError(f"invalid '$' at position {match.start()} in a prompt template")
-    return names
-
-
 def builtin_template(side: Side, method: str) -> PromptTemplate:
     """The packaged template ``prompts/<side>_<method>.txt``."""
-    name = f"{side}_{method}.txt"
-    ref = resources.files("knowrec.knowledge") / "prompts" / name
-    if not ref.is_file():
-        raise ConfigError(f"no built-in prompt template {name}")
-    return PromptTemplate.parse(ref.read_text(), f"<builtin:{name}>")
+    return PromptTemplate.parse(*_FILE.read_builtin("knowrec.knowledge", f"{side}_{method}.txt"))

@@ -1,4 +1,4 @@
-"""CTR backbones by name, the TRAWL adapter, the CTR floors and classic baselines.
+"""CTR backbones by name, the TRAWL adapter and the CTR floors.
 
     from knowrec.models import build_backbone
     model = build_backbone("din", feature_map, embedding={"knowledge": "adapter"},
@@ -8,8 +8,8 @@
 (a subclass of :class:`CTRModel`). Unknown names raise :class:`RegistryError`, unknown
 parameters :class:`ConfigError`, both listing what is known.
 
-The torch-based names load on first use, so ``knowrec.models.baselines`` and
-``knowrec.models.floors`` import without torch.
+The torch-based names load on first use, so ``knowrec.models.floors`` imports without
+torch.
 """
 
 from __future__ import annotations

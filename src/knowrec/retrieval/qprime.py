@@ -1,4 +1,5 @@
-"""The Q' recall path: LLM-written search queries run on a search engine (SPEC §2.1).
+"""The Q' recall path: LLM-written search queries run on a search engine (docs/explore.md,
+"Recall paths").
 
 For each trigger the LLM reads the item's text and writes search queries for related yet
 complementary items, each with a relevance from 0 to 4, in the item's language; it stops
@@ -44,7 +45,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any, Self
@@ -53,8 +53,8 @@ import numpy as np
 import polars as pl
 
 from knowrec.errors import ConfigError, DataFormatError, LLMOutputError
-from knowrec.knowledge.templates import placeholders
 from knowrec.llm.base import LLM, Request, parse_json
+from knowrec.llm.prompts import PromptFile
 from knowrec.retrieval.paths import RecallPath, _require_columns, register_recall_path
 from knowrec.retrieval.store import Candidate, CandidateStore
 
@@ -67,8 +67,12 @@ QUERY_CAP = 10
 #: Longest query, in characters.
 QUERY_CHARS = 80
 PARTS: tuple[str, ...] = ("system", "item")
-_ALLOWED = {"system": frozenset({"noun"}), "item": frozenset({"noun", "item"})}
-_PART = re.compile(r"^===\s*([A-Za-z_]+)\s*===\s*$", re.MULTILINE)
+_FILE = PromptFile(
+    "Q' template",
+    PARTS,
+    allowed={"system": frozenset({"noun"}), "item": frozenset({"noun", "item"})},
+    required={"item": frozenset({"item"})},
+)
 _WORD = re.compile(r"\w+")
 
 
@@ -205,42 +209,17 @@ class QPrimeTemplate:
     @classmethod
     def parse(cls, text: str, name: str = "<template>") -> QPrimeTemplate:
         """Parse ``=== system ===`` and ``=== item ===`` sections (``#`` comments before)."""
-        marks = list(_PART.finditer(text))
-        found = [m.group(1) for m in marks]
-        if found != list(PARTS):
-            raise ConfigError(
-                f"Q' template {name}: needs the parts {', '.join(PARTS)} in this order "
-                f"(as '=== name ===' lines), found {found or 'none'}"
-            )
-        head = text[: marks[0].start()]
-        if any(line.strip() and not line.lstrip().startswith("#") for line in head.splitlines()):
-            raise ConfigError(f"Q' template {name}: text before '=== system ===' must be comments")
-        ends = [m.start() for m in marks[1:]] + [len(text)]
-        parts = {m.group(1): text[m.end() : e].strip() for m, e in zip(marks, ends, strict=True)}
-        for part, body in parts.items():
-            used = placeholders(body)
-            if not body or used - _ALLOWED[part]:
-                raise ConfigError(
-                    f"Q' template {name}: the {part} part is empty or uses placeholders other "
-                    f"than {sorted(_ALLOWED[part])}"
-                )
-        if "item" not in placeholders(parts["item"]):
-            raise ConfigError(f"Q' template {name}: the item part must use $item")
-        return cls(name=name, **parts)
+        return cls(name=name, **_FILE.parse(text, name))
 
     @classmethod
     def load(cls, path: str | Path) -> QPrimeTemplate:
         """Read a template file."""
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise ConfigError(f"Q' template {p} does not exist")
-        return cls.parse(p.read_text(encoding="utf-8"), str(p))
+        return cls.parse(*_FILE.read(path))
 
     @classmethod
     def builtin(cls) -> QPrimeTemplate:
         """The packaged ``prompts/qprime.txt``."""
-        ref = resources.files("knowrec.retrieval") / "prompts" / "qprime.txt"
-        return cls.parse(ref.read_text(encoding="utf-8"), "<builtin:qprime.txt>")
+        return cls.parse(*_FILE.read_builtin("knowrec.retrieval", "qprime.txt"))
 
     def messages(self, noun: str, item: str) -> list[dict[str, str]]:
         """The chat messages for one trigger text."""
