@@ -67,7 +67,8 @@ from knowrec.explore.stages import (
     stage2_stage,
     vector_cache,
 )
-from knowrec.ranking.combine import QUALITY, Combination
+from knowrec.ranking.cascade import score_columns
+from knowrec.ranking.combine import Combination
 from knowrec.retrieval.store import Candidate
 from knowrec.runs import Run
 
@@ -270,11 +271,7 @@ def _write_scores(cfg: ExploreConfig, full: pl.DataFrame, directory: Path) -> No
     ``score`` = final, ``paths`` = each stage's score (what ``recommend`` reads)."""
     from knowrec.retrieval import store_candidates
 
-    cols = [
-        c
-        for c in ("stage1", "click_score", "quality_score", "stage2", "ranker", QUALITY)
-        if c in full.columns
-    ]
+    cols = score_columns(full)
     ranked = full.sort(["trigger_id", "final"], descending=[False, True])
     out: dict[str, list[Candidate]] = {}
     for row in ranked.select("trigger_id", "item_id", "final", *cols).iter_rows(named=True):

@@ -5,7 +5,7 @@
 
 One candidate-store lookup, the online recall paths (fallback and fresh candidates),
 ranking with the scores precomputed offline, or every stage at request time
-(:class:`OnlineRanker`) for candidates without one.
+(the :class:`~knowrec.ranking.cascade.RankingCascade`) for candidates without one.
 """
 
 from __future__ import annotations
@@ -23,15 +23,9 @@ import polars as pl
 
 from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
 from knowrec.explore.config import CrossEncoderConfig, StoreConfig
-from knowrec.ranking import (
-    RANKERS,
-    CoEngagementFeatures,
-    ColumnFeatures,
-    LGBMRanker,
-    build_features,
-    path_columns,
-)
-from knowrec.ranking.combine import QUALITY, Combination
+from knowrec.ranking import RANKERS, CoEngagementFeatures, LGBMRanker
+from knowrec.ranking.cascade import RankingCascade, score_columns
+from knowrec.ranking.combine import Combination
 from knowrec.retrieval.store import Candidate, CandidateStore
 
 SERVING_FILE = "serving.json"  # the manifest of what serving loads, in the run directory
@@ -39,19 +33,6 @@ SERVING_FILE = "serving.json"  # the manifest of what serving loads, in the run 
 
 class NoCandidatesError(KnowrecError):
     """A known trigger for which neither the store nor any online path has candidates."""
-
-
-def text_cosine(frame: pl.DataFrame, vectors: tuple[list[str], np.ndarray]) -> np.ndarray:
-    """Cosine of the trigger's and candidate's text vectors (NaN without text)."""
-    ids, x = vectors
-    row = {i: r for r, i in enumerate(ids)}
-    t = np.array([row.get(i, -1) for i in frame["trigger_id"].to_list()])
-    c = np.array([row.get(i, -1) for i in frame["item_id"].to_list()])
-    ok = (t >= 0) & (c >= 0)
-    out = np.full(frame.height, np.nan)
-    if ok.any():
-        out[ok] = np.einsum("ij,ij->i", x[t[ok]], x[c[ok]])
-    return out
 
 
 def load_vectors(d: Path) -> tuple[list[str], np.ndarray]:
@@ -75,15 +56,6 @@ def open_store(
     return CandidateStore.open(
         path, cfg.backend, **({"readonly": True} if not create and cfg.backend == "lmdb" else {})
     )
-
-
-def quality_scores(
-    model: Any, frame: pl.DataFrame, vectors: tuple[list[str], np.ndarray]
-) -> np.ndarray:
-    """The LightGBM quality model's score of pairs that carry the co-engagement features."""
-    if "sim_text" not in frame.columns:
-        frame = frame.with_columns(sim_text=pl.Series(text_cosine(frame, vectors)))
-    return model.predict(frame)
 
 
 def cross_encoder_class(cfg: CrossEncoderConfig) -> Any:
@@ -130,65 +102,27 @@ class Recommendations:
         return asdict(self)
 
 
-class OnlineRanker:
-    """Every ranking stage at request time: co-engagement features, stage-1 LightGBM,
-    the cross-encoder heads and stage 2 when the run has them, the quality model, the
-    final combination."""
-
-    def __init__(self, run_dir: Path, manifest: Mapping[str, Any]) -> None:
-        m = manifest
-        self.paths = list(m["paths"])
-        self.features = CoEngagementFeatures.load(run_dir / m["features"])
-        self.stage1 = LGBMRanker.load(run_dir / m["stage1"])
-        self.cross_encoder = None
-        if m.get("cross_encoder"):
-            ce = m["cross_encoder"]
-            cls = cross_encoder_class(CrossEncoderConfig(kind=ce["kind"], module=ce["module"]))
-            self.cross_encoder = cls.load(run_dir / ce["model"], threads=1, progress=False)
-        self.stage2 = LGBMRanker.load(run_dir / m["stage2"]) if m.get("stage2") else None
-        self.quality_model = (
-            LGBMRanker.load(run_dir / m["quality_model"]) if m.get("quality_model") else None
-        )
-        self.comb = Combination.from_dict(m["combination"])
-        self.quality = m["quality"]
-        self.vectors = load_vectors((run_dir / m["vectors"]).parent)
-        self.items: pl.DataFrame | None = None
-
-    def score(self, trigger: str, cands: Sequence[Candidate]) -> dict[str, dict[str, float]]:
-        """``{item: {stage: score, …, "final": …}}`` for the candidates in list order."""
-        from knowrec.retrieval import candidate_frame
-
-        frame = candidate_frame({trigger: list(cands)}, self.paths)
-        frame, _ = build_features(frame, [self.features, ColumnFeatures(path_columns(frame))])
-        frame = frame.with_columns(stage1=pl.Series(self.stage1.predict(frame)))
-        if self.cross_encoder is not None and self.stage2 is not None:
-            keys = frame.select("trigger_id", "item_id")
-            heads = self.cross_encoder.predict(keys, self.items, missing="nan")
-            frame = pl.concat(
-                [frame, heads.select("click_score", "quality_score")], how="horizontal"
-            )
-            frame = frame.with_columns(stage2=pl.Series(self.stage2.predict(frame)))
-        frame = frame.with_columns(
-            ranker=pl.col("stage2" if "stage2" in frame.columns else "stage1")
-        )
-        if self.quality_model is not None:
-            q = quality_scores(self.quality_model, frame, self.vectors)
-            frame = frame.with_columns(pl.Series(QUALITY, q, dtype=pl.Float64))
-        elif self.quality == "cross_encoder" and "quality_score" in frame.columns:
-            frame = frame.with_columns(pl.col("quality_score").alias(QUALITY))
-        else:
-            frame = frame.with_columns(pl.lit(None, pl.Float64).alias(QUALITY))
-        frame = frame.with_columns(final=pl.Series(self.comb(frame)))
-        cols = [
-            c
-            for c in ("stage1", "click_score", "quality_score", "stage2", "ranker", QUALITY)
-            if c in frame.columns
-        ]
-        out = {}
-        for row in frame.select("item_id", "final", *cols).iter_rows(named=True):
-            parts = {c: float(row[c]) for c in cols if row[c] is not None}
-            out[row["item_id"]] = {**parts, "final": float(row["final"])}
-        return out
+def load_cascade(run_dir: Path, manifest: Mapping[str, Any]) -> RankingCascade:
+    """The served set's :class:`RankingCascade`, from the parts the manifest names."""
+    m = manifest
+    cross_encoder = None
+    if m.get("cross_encoder"):
+        ce = m["cross_encoder"]
+        cls = cross_encoder_class(CrossEncoderConfig(kind=ce["kind"], module=ce["module"]))
+        cross_encoder = cls.load(run_dir / ce["model"], threads=1, progress=False)
+    return RankingCascade(
+        features=CoEngagementFeatures.load(run_dir / m["features"]),
+        stage1=LGBMRanker.load(run_dir / m["stage1"]),
+        quality=m["quality"],
+        cross_encoder=cross_encoder,
+        stage2=LGBMRanker.load(run_dir / m["stage2"]) if m.get("stage2") else None,
+        quality_model=LGBMRanker.load(run_dir / m["quality_model"])
+        if m.get("quality_model")
+        else None,
+        vectors=load_vectors((run_dir / m["vectors"]).parent),
+        combination=Combination.from_dict(m["combination"]),
+        items=pl.read_parquet(run_dir / m["items"]) if cross_encoder is not None else None,
+    )
 
 
 class ExploreService:
@@ -219,7 +153,7 @@ class ExploreService:
         self.k_recall = int(manifest["recall_k"])
         self.rrf_k = float(manifest["rrf_k"])
         self.weights = {str(k): float(v) for k, v in manifest["weights"].items()}
-        self._ranker: OnlineRanker | None = None
+        self._ranker: RankingCascade | None = None
         self.load_ms = 0.0
 
     def _open(self, key: str) -> CandidateStore:
@@ -254,13 +188,24 @@ class ExploreService:
         return service
 
     @property
-    def ranker(self) -> OnlineRanker:
-        """The online ranking stages (loaded on first use)."""
+    def ranker(self) -> RankingCascade:
+        """The ranking cascade, for candidates without precomputed scores (loaded on
+        first use)."""
         if self._ranker is None:
-            self._ranker = OnlineRanker(self.dir, self.manifest)
-            if self._ranker.cross_encoder is not None:
-                self._ranker.items = pl.read_parquet(self.dir / self.manifest["items"])
+            self._ranker = load_cascade(self.dir, self.manifest)
         return self._ranker
+
+    def score_online(self, trigger: str, cands: Sequence[Candidate]) -> dict[str, dict[str, float]]:
+        """``{item: {stage: score, …, "final": …}}``: every ranking stage at request time."""
+        from knowrec.retrieval import candidate_frame
+
+        frame = self.ranker.score(candidate_frame({trigger: list(cands)}, self.manifest["paths"]))
+        cols = score_columns(frame)
+        out = {}
+        for row in frame.select("item_id", "final", *cols).iter_rows(named=True):
+            parts = {c: float(row[c]) for c in cols if row[c] is not None}
+            out[row["item_id"]] = {**parts, "final": float(row["final"])}
+        return out
 
     def candidates(self, trigger: str) -> tuple[list[Candidate], dict[str, int], dict[str, str]]:
         """The stored candidates, then the online paths' (provenance added to items
@@ -315,7 +260,7 @@ class ExploreService:
                 scores[c.item_id] = {**c.paths, "final": c.score}
         missing = [c for c in cands if c.item_id not in scores]
         if missing:
-            online = self.ranker.score(item, cands)
+            online = self.score_online(item, cands)
             scores |= {c.item_id: online[c.item_id] for c in missing}
         scoring = "online" if len(missing) == len(cands) else "mixed" if missing else "precomputed"
         ranked = sorted(cands, key=lambda c: (-scores[c.item_id]["final"], c.item_id))[:k]

@@ -21,8 +21,9 @@ from knowrec.data.config import load_data
 from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
 from knowrec.explore.config import ExploreConfig, ExploreData, PathSpec, RankerConfig
-from knowrec.explore.service import cross_encoder_class, open_store, quality_scores, text_cosine
+from knowrec.explore.service import cross_encoder_class, open_store
 from knowrec.ranking import CoEngagementFeatures
+from knowrec.ranking.cascade import RankingCascade, text_cosine
 from knowrec.ranking.combine import QUALITY
 from knowrec.retrieval.store import Candidate
 
@@ -561,8 +562,9 @@ def scored_pairs(
     dirs: Mapping[str, Path | None],
     vectors: tuple[list[str], np.ndarray],
 ) -> dict[str, pl.DataFrame]:
-    """Per set, every served pair with ``stage1``, the head scores and ``stage2`` when
-    present, ``ranker`` (the last LightGBM stage) and ``quality`` (null without one)."""
+    """Per set, every served pair with the scores of its :class:`RankingCascade`: the
+    stage scores cached by the stages (stage 1, the heads, stage 2), then ``ranker`` and
+    ``quality`` (null without a quality source)."""
     from knowrec.ranking import LGBMRanker
 
     out = {}
@@ -574,17 +576,12 @@ def scored_pairs(
             heads = pl.read_parquet(ce / f"pairs_{set_name}.parquet")
             stage2 = pl.read_parquet(s2 / f"pairs_{set_name}.parquet")
             frame = pl.concat([frame, heads, stage2], how="horizontal")
-        frame = frame.with_columns(
-            ranker=pl.col("stage2" if "stage2" in frame.columns else "stage1")
+        cascade = RankingCascade(
+            features=None,
+            stage1=None,
+            quality=cfg.final.quality,
+            quality_model=LGBMRanker.load(qm / "model") if qm is not None else None,
+            vectors=vectors,
         )
-        if cfg.final.quality == "cross_encoder":
-            frame = frame.with_columns(pl.col("quality_score").alias(QUALITY))
-        elif cfg.final.quality == "lgbm" and qm is not None:
-            model = LGBMRanker.load(qm / "model")
-            frame = frame.with_columns(
-                pl.Series(QUALITY, quality_scores(model, frame, vectors), dtype=pl.Float64)
-            )
-        else:
-            frame = frame.with_columns(pl.lit(None, pl.Float64).alias(QUALITY))
-        out[set_name] = frame
+        out[set_name] = cascade.score(frame)
     return out
