@@ -37,8 +37,8 @@ from common import ROOT, write_result
 from knowrec.config import load_config
 from knowrec.errors import KnowrecError
 from knowrec.explore.config import ExploreConfig
-from knowrec.explore.service import SERVING_FILE, ExploreService
 from knowrec.explore.pipeline import run_explore
+from knowrec.explore.service import SERVING_FILE, ExploreService
 
 CONFIG = ROOT / "configs" / "explore_synthetic.toml"
 #: The benchmark's cross-encoder: small, so the run builds in a few minutes on 2 cores.
@@ -115,7 +115,7 @@ def bench_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
         "items": len(ids),
         "online_paths": list(service.online_paths),
         "cross_encoder": ce,
-        "quality": service.manifest.get("quality"),
+        "quality": service.manifest.quality,
         "load_ms": service.load_ms,
         "modes": modes,
     }

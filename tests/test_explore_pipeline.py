@@ -22,9 +22,9 @@ import pytest
 from knowrec.config import load_config, validate
 from knowrec.errors import ConfigError, UnknownIdError
 from knowrec.explore.config import ExploreConfig, PathSpec
-from knowrec.explore.service import SERVING_FILE, ExploreService, NoCandidatesError
 from knowrec.explore.evaluate import EvalFrames, choose_combination
 from knowrec.explore.pipeline import run_explore
+from knowrec.explore.service import SERVING_FILE, ExploreService, NoCandidatesError
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWREC = [sys.executable, "-m", "knowrec"]
@@ -227,6 +227,9 @@ def test_store_problems_are_clear(finished: Finished, tmp_path: Path) -> None:
     one_line_error(knowrec("recommend", "--run", run, "--item", "5"), "not a candidate store")
     store.unlink()
     one_line_error(knowrec("recommend", "--run", run, "--item", "5"), "candidate store missing")
+    old = {k: v for k, v in serving.items() if k != "format"}  # written by an older knowrec
+    (run / SERVING_FILE).write_text(json.dumps(old))
+    one_line_error(knowrec("recommend", "--run", run, "--item", "5"), "run the experiment again")
     (run / SERVING_FILE).unlink()
     one_line_error(knowrec("recommend", "--run", run, "--item", "5"), "not a finished")
 

@@ -36,13 +36,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from knowrec.errors import ConfigError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_PACKAGES = ("knowrec", "numpy", "polars", "torch", "sentence-transformers", "llama-cpp-python")
+_PACKAGES = (
+    "knowrec", "numpy", "polars", "torch", "lightgbm", "sentence-transformers", "llama-cpp-python",
+)  # fmt: skip
 
 
 def fingerprint(value: Any) -> str:
@@ -66,6 +68,44 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+class Component(BaseModel):
+    """One saved part of a finished run, as a serving manifest names it: the class that
+    reads it back (``module:QualName``, whose ``load(folder)`` rebuilds it) and its folder
+    relative to the run directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    path: str
+
+    @classmethod
+    def of(cls, obj_or_class: Any, path: str) -> Component:
+        kind = obj_or_class if isinstance(obj_or_class, type) else type(obj_or_class)
+        return cls(cls=f"{kind.__module__}:{kind.__qualname__}", path=path)
+
+    def load(self, run_dir: Path, **options: Any) -> Any:
+        """``Class.load(run_dir / path, **options)``."""
+        import importlib
+
+        module, name = self.cls.split(":")
+        try:
+            kind = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{run_dir}: cannot load {self.cls} ({exc})") from None
+        return kind.load(run_dir / self.path, **options)
+
+
+def check_versions(saved: Mapping[str, str], where: str | Path) -> None:
+    """Warn when ``saved`` (a :func:`versions` dict) differs from this environment in
+    knowrec or a library that reads the saved parts."""
+    now = versions()
+    for lib in ("knowrec", "torch", "lightgbm"):
+        if lib in saved and saved[lib] != now.get(lib):
+            log.warning(
+                "%s: written with %s %s, read with %s", where, lib, saved[lib], now.get(lib)
+            )
 
 
 class Run:

@@ -47,7 +47,13 @@ from knowrec.data.tables import Dataset
 from knowrec.explore.config import ExploreConfig
 from knowrec.explore.evaluate import choose_combination, eval_frames, path_recall, table5
 from knowrec.explore.report import examples, protocol_text, report
-from knowrec.explore.service import SERVING_FILE, load_vectors, open_store
+from knowrec.explore.service import (
+    SERVING_FILE,
+    ExploreManifest,
+    cross_encoder_class,
+    load_vectors,
+    open_store,
+)
 from knowrec.explore.stages import (
     SETS,
     Lists,
@@ -70,7 +76,7 @@ from knowrec.explore.stages import (
 from knowrec.ranking.cascade import score_columns
 from knowrec.ranking.combine import Combination
 from knowrec.retrieval.store import Candidate
-from knowrec.runs import Run
+from knowrec.runs import Component, Run, versions
 
 
 def run_explore(
@@ -247,7 +253,7 @@ def _run_stages(
     rows, notes = table5(cfg, evs, combs)
     recall = path_recall(cfg, serve_lists, sess["test"], cand["full_serve"])
     manifest = serving_manifest(cfg, run, serve_dir, cand_dir, dirs, comb, scores_dir)
-    (run.dir / SERVING_FILE).write_text(json.dumps(manifest, indent=2))
+    (run.dir / SERVING_FILE).write_text(manifest.model_dump_json(indent=2, by_alias=True))
     shown = examples(run.dir, sess["triggers"]["eval"][:3] or order[:3])
     return report(
         cfg,
@@ -291,42 +297,48 @@ def serving_manifest(
     dirs: Mapping[str, Path | None],
     comb: Combination,
     scores_dir: Path,
-) -> dict[str, Any]:
+) -> ExploreManifest:
     """What :class:`ExploreService` loads (paths relative to the run directory)."""
+    from knowrec.ranking import CoEngagementFeatures, LGBMRanker
+    from knowrec.retrieval import load_recall_path
 
-    def rel(p: Path | None, *parts: str) -> str | None:
-        return None if p is None else str(p.joinpath(*parts).relative_to(run.dir))
+    def rel(p: Path, *parts: str) -> str:
+        return str(p.joinpath(*parts).relative_to(run.dir))
+
+    def part(kind: Any, stage: str, *parts: str) -> Component | None:
+        folder = dirs.get(stage)
+        return None if folder is None else Component.of(kind, rel(folder, *parts))
 
     def stage(name: str) -> Path:
         return run.dir / run.manifest["stages"][name]["folder"]
 
+    online = {}
+    for p in cfg.recall.paths:
+        if p.online:
+            folder = serve_dir / "paths" / p.label
+            online[p.label] = Component.of(load_recall_path(folder), rel(folder))
     merge = json.loads((cand_dir / "merge.json").read_text())
-    ce = dirs["cross_encoder"]
-    return {
-        "name": cfg.name,
-        "store": {**cfg.store.model_dump(), "path": rel(cand_dir, "candidates")},
-        "scores": {**cfg.store.model_dump(), "path": rel(scores_dir, "scores")},
-        "items": rel(stage("data"), "items.parquet"),
-        "vectors": rel(stage("vectors"), "vectors.npz"),
-        "paths": cfg.recall.sets()["full"],
-        "online_paths": {
-            p.label: rel(serve_dir, "paths", p.label) for p in cfg.recall.paths if p.online
-        },
-        "recall_k": cfg.recall.k,
-        "rrf_k": cfg.recall.rrf_k,
-        "weights": merge["weights"]["full"],
-        "features": rel(dirs["stage1"], "features"),
-        "stage1": rel(dirs["stage1"], "ranker_full"),
-        "cross_encoder": None
-        if ce is None
-        else {
-            "model": rel(ce, "model"),
-            "kind": cfg.cross_encoder.kind,
-            "module": cfg.cross_encoder.module,
-        },
-        "stage2": rel(dirs["stage2"], "ranker_full"),
-        "quality": cfg.final.quality,
-        "quality_model": rel(dirs["quality"], "model"),
-        "combination": comb.to_dict() | {"sweep": []},
-        "k": cfg.serve.k,
-    }
+    store = cfg.store.model_dump()
+    return ExploreManifest(
+        versions=versions(),
+        name=cfg.name,
+        store={**store, "path": rel(cand_dir, "candidates")},
+        scores={**store, "path": rel(scores_dir, "scores")},
+        items=rel(stage("data"), "items.parquet"),
+        vectors=rel(stage("vectors"), "vectors.npz"),
+        paths=cfg.recall.sets()["full"],
+        online_paths=online,
+        recall_k=cfg.recall.k,
+        rrf_k=cfg.recall.rrf_k,
+        weights=merge["weights"]["full"],
+        features=part(CoEngagementFeatures, "stage1", "features"),
+        stage1=part(LGBMRanker, "stage1", "ranker_full"),
+        cross_encoder=part(cross_encoder_class(cfg.cross_encoder), "cross_encoder", "model")
+        if dirs.get("cross_encoder")
+        else None,
+        stage2=part(LGBMRanker, "stage2", "ranker_full"),
+        quality=cfg.final.quality,
+        quality_model=part(LGBMRanker, "quality", "model"),
+        combination=comb.to_dict() | {"sweep": []},
+        k=cfg.serve.k,
+    )

@@ -13,22 +13,25 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
 from knowrec.explore.config import CrossEncoderConfig, StoreConfig
-from knowrec.ranking import RANKERS, CoEngagementFeatures, LGBMRanker
+from knowrec.ranking import RANKERS
 from knowrec.ranking.cascade import RankingCascade, score_columns
 from knowrec.ranking.combine import Combination
 from knowrec.retrieval.store import Candidate, CandidateStore
+from knowrec.runs import Component, check_versions
 
 SERVING_FILE = "serving.json"  # the manifest of what serving loads, in the run directory
+MANIFEST_FORMAT = 1
 
 
 class NoCandidatesError(KnowrecError):
@@ -102,26 +105,84 @@ class Recommendations:
         return asdict(self)
 
 
-def load_cascade(run_dir: Path, manifest: Mapping[str, Any]) -> RankingCascade:
+class StoreRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["sqlite", "lmdb", "redis"]
+    url: str
+    path: str
+
+
+class ExploreManifest(BaseModel):
+    """``serving.json``: what :class:`ExploreService` loads from a finished run (paths
+    relative to the run directory)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal[1] = MANIFEST_FORMAT
+    system: Literal["explore"] = "explore"
+    versions: dict[str, str]
+    name: str
+    store: StoreRef  # the served candidates
+    scores: StoreRef  # every served pair's precomputed scores
+    items: str  # items.parquet
+    vectors: str  # vectors.npz
+    paths: list[str]  # the full set's recall paths
+    online_paths: dict[str, Component]
+    recall_k: int
+    rrf_k: float
+    weights: dict[str, float]
+    features: Component
+    stage1: Component
+    cross_encoder: Component | None
+    stage2: Component | None
+    quality: Literal["cross_encoder", "lgbm", "none"]
+    quality_model: Component | None
+    combination: dict[str, Any]
+    k: int
+
+    @classmethod
+    def read(cls, path: Path) -> ExploreManifest:
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError as exc:
+            raise DataFormatError(f"not valid JSON: {exc}", path=path) from None
+        if doc.get("format") != MANIFEST_FORMAT:
+            raise ConfigError(
+                f"{path}: serving manifest format {doc.get('format')} (this knowrec reads "
+                f"{MANIFEST_FORMAT}); run the experiment again with this version"
+            )
+        try:
+            manifest = cls.model_validate(doc)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(x) for x in problem["loc"])
+            raise DataFormatError(
+                f"not a serving manifest: {where}: {problem['msg']}", path=path
+            ) from None
+        check_versions(manifest.versions, path)
+        return manifest
+
+
+def load_cascade(run_dir: Path, m: ExploreManifest) -> RankingCascade:
     """The served set's :class:`RankingCascade`, from the parts the manifest names."""
-    m = manifest
     cross_encoder = None
-    if m.get("cross_encoder"):
-        ce = m["cross_encoder"]
-        cls = cross_encoder_class(CrossEncoderConfig(kind=ce["kind"], module=ce["module"]))
-        cross_encoder = cls.load(run_dir / ce["model"], threads=1, progress=False)
+    if m.cross_encoder is not None:
+        cross_encoder = m.cross_encoder.load(run_dir, threads=1, progress=False)
+
+    def optional(part: Component | None) -> Any:
+        return None if part is None else part.load(run_dir)
+
     return RankingCascade(
-        features=CoEngagementFeatures.load(run_dir / m["features"]),
-        stage1=LGBMRanker.load(run_dir / m["stage1"]),
-        quality=m["quality"],
+        features=m.features.load(run_dir),
+        stage1=m.stage1.load(run_dir),
+        quality=m.quality,
         cross_encoder=cross_encoder,
-        stage2=LGBMRanker.load(run_dir / m["stage2"]) if m.get("stage2") else None,
-        quality_model=LGBMRanker.load(run_dir / m["quality_model"])
-        if m.get("quality_model")
-        else None,
-        vectors=load_vectors((run_dir / m["vectors"]).parent),
-        combination=Combination.from_dict(m["combination"]),
-        items=pl.read_parquet(run_dir / m["items"]) if cross_encoder is not None else None,
+        stage2=optional(m.stage2),
+        quality_model=optional(m.quality_model),
+        vectors=load_vectors((run_dir / m.vectors).parent),
+        combination=Combination.from_dict(m.combination),
+        items=pl.read_parquet(run_dir / m.items) if cross_encoder is not None else None,
     )
 
 
@@ -137,30 +198,30 @@ class ExploreService:
     time for candidates without one (and for all with ``online_scoring=True``).
     """
 
-    def __init__(self, run_dir: Path, manifest: Mapping[str, Any]) -> None:
+    def __init__(self, run_dir: Path, manifest: ExploreManifest) -> None:
         from knowrec.retrieval import load_recall_path
 
-        self.dir, self.manifest = run_dir, dict(manifest)
-        items = pl.read_parquet(run_dir / manifest["items"], columns=["item_id", "title"])
+        self.dir, self.manifest = run_dir, manifest
+        items = pl.read_parquet(run_dir / manifest.items, columns=["item_id", "title"])
         self.titles: dict[str, str | None] = dict(
             zip(items["item_id"].cast(pl.String).to_list(), items["title"].to_list(), strict=True)
         )
         self.store = self._open("store")
         self.scores = self._open("scores")
         self.online_paths = {
-            name: load_recall_path(run_dir / rel) for name, rel in manifest["online_paths"].items()
+            name: load_recall_path(run_dir / part.path)
+            for name, part in manifest.online_paths.items()
         }
-        self.k_recall = int(manifest["recall_k"])
-        self.rrf_k = float(manifest["rrf_k"])
-        self.weights = {str(k): float(v) for k, v in manifest["weights"].items()}
+        self.k_recall = manifest.recall_k
+        self.rrf_k = manifest.rrf_k
+        self.weights = manifest.weights
         self._ranker: RankingCascade | None = None
         self.load_ms = 0.0
 
-    def _open(self, key: str) -> CandidateStore:
-        spec = dict(self.manifest[key])
-        cfg = StoreConfig(backend=spec["backend"], url=spec["url"])
-        base = self.dir / spec["path"]
-        return open_store(cfg, base, self.manifest["name"])
+    def _open(self, key: Literal["store", "scores"]) -> CandidateStore:
+        ref: StoreRef = getattr(self.manifest, key)
+        cfg = StoreConfig(backend=ref.backend, url=ref.url)
+        return open_store(cfg, self.dir / ref.path, self.manifest.name)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, warm: bool = False) -> ExploreService:
@@ -177,11 +238,7 @@ class ExploreService:
                 f"{d} is not a finished Explore Further run (no {SERVING_FILE}); "
                 "run `knowrec run <explore config>` first"
             )
-        try:
-            manifest = json.loads(path.read_text())
-        except ValueError as exc:
-            raise DataFormatError(f"not valid JSON: {exc}", path=path) from None
-        service = cls(d, manifest)
+        service = cls(d, ExploreManifest.read(path))
         if warm:
             service.ranker  # noqa: B018 (loads the online stages)
         service.load_ms = 1e3 * (time.perf_counter() - t0)
@@ -199,7 +256,7 @@ class ExploreService:
         """``{item: {stage: score, …, "final": …}}``: every ranking stage at request time."""
         from knowrec.retrieval import candidate_frame
 
-        frame = self.ranker.score(candidate_frame({trigger: list(cands)}, self.manifest["paths"]))
+        frame = self.ranker.score(candidate_frame({trigger: list(cands)}, self.manifest.paths))
         cols = score_columns(frame)
         out = {}
         for row in frame.select("item_id", "final", *cols).iter_rows(named=True):
@@ -239,7 +296,7 @@ class ExploreService:
         """The top ``k`` recommendations of trigger ``item`` with scores, provenance and
         latency. Unknown ids and triggers without any candidate are typed errors."""
         t0 = time.perf_counter()
-        k = int(self.manifest.get("k", 5)) if k is None else k
+        k = self.manifest.k if k is None else k
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         item = str(item)

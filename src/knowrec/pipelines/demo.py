@@ -36,8 +36,8 @@ def explore_recommendations(
 ) -> list[dict[str, Any]]:
     """Run the demo's Explore Further config into ``out`` and show the top 3 per trigger."""
     from knowrec.explore.config import ExploreConfig
-    from knowrec.explore.service import ExploreService
     from knowrec.explore.pipeline import run_explore
+    from knowrec.explore.service import ExploreService
 
     with resources.as_file(resources.files("knowrec.pipelines") / "explore_demo.toml") as path:
         cfg = load_config(path, ExploreConfig)

@@ -56,7 +56,7 @@ def create_app(run_dir: str | Path, *, warm: bool = True) -> FastAPI:
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
         s = service(request)
-        return {"status": "ok", "run": s.manifest["name"], "items": len(s.titles)}
+        return {"status": "ok", "run": s.manifest.name, "items": len(s.titles)}
 
     @app.get("/items/{item_id}")
     async def item(request: Request, item_id: str) -> dict[str, Any]:
