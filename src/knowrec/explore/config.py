@@ -189,6 +189,7 @@ class ExploreConfig(Section):
     """A whole Explore Further experiment (the TOML file of ``knowrec run``)."""
 
     pipeline: Literal["explore"] = "explore"
+    plugins: list[str] = Field(default_factory=list)  # modules imported before validation
     name: str = "explore"
     data: ExploreData = ExploreData()
     sessions: SessionsConfig = SessionsConfig()

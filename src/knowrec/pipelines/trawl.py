@@ -78,6 +78,7 @@ class ExperimentConfig(Section):
     """A whole TRAWL experiment (the TOML file of ``knowrec run``)."""
 
     pipeline: Literal["trawl"] = "trawl"
+    plugins: list[str] = Field(default_factory=list)  # modules imported before validation
     name: str = "trawl"
     data: DataConfig = DataConfig()
     protocol: ProtocolConfig = ProtocolConfig()
