@@ -246,7 +246,8 @@ def test_config_mistakes_are_clear(tmp_path: Path) -> None:
     one_line_error(knowrec("run", bad), "recall.k")
     one_line_error(knowrec("run", bad, "--set", "recall.k=30", "--set", "judge=1"), "judge")
     bad.write_text('pipeline = "nope"\n')
-    one_line_error(knowrec("run", bad), "known pipelines: 'trawl', 'explore'")
+    known = "unknown pipeline 'nope'; known pipelines are explore, trawl"
+    one_line_error(knowrec("run", bad), known)
 
 
 def test_a_constant_quality_score_is_not_used() -> None:

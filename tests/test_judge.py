@@ -383,7 +383,7 @@ def tiny_dataset(root: Path) -> Path:
 def test_cli_evaluate_prints_accuracy_and_writes_scores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(llm_registry._BACKENDS, "scripted", ScriptedLLM)
+    monkeypatch.setitem(llm_registry.LLM_BACKENDS, "scripted", ScriptedLLM)
     golden = tmp_path / "golden.csv"
     golden.write_text(
         "trigger_id,candidate_id,label,kind,note\n"

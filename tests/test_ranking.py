@@ -245,7 +245,7 @@ def test_ranker_errors() -> None:
         LGBMRanker(["signal"]).fit(frame, group=None)
     with pytest.raises(ConfigError, match="objective"):
         LGBMRanker(["signal"], objective="poisson")
-    with pytest.raises(RegistryError, match="known are cross_encoder, lgbm"):
+    with pytest.raises(RegistryError, match="known rankers are cross_encoder, lgbm"):
         make_ranker("xgboost")
 
 

@@ -103,9 +103,9 @@ def test_unknown_triggers_registry_and_params() -> None:
         path.recall(["a"], k=0)
     with pytest.raises(ConfigError, match="not fitted"):
         make_recall_path("cf").recall(["a"])
-    with pytest.raises(RegistryError, match=r"known are .*coclick.*two_tower"):
+    with pytest.raises(RegistryError, match=r"known recall paths are .*coclick.*two_tower"):
         make_recall_path("nonsense")
-    with pytest.raises(ConfigError, match=r"unknown parameter.*factor\b.*known are"):
+    with pytest.raises(ConfigError, match=r"unknown parameter.*factor\b.*known parameters are"):
         make_recall_path("cf", factor=3)
     assert {"coclick", "cf", "semantic", "two_tower"} <= set(available_recall_paths())
     with pytest.raises(ConfigError, match="distinct names"):

@@ -71,8 +71,12 @@ def test_a_new_encoder_retrains_the_models_that_read_its_vectors(tmp_path: Path)
 
 
 def test_a_backbone_parameter_typo_fails_at_load() -> None:
-    with pytest.raises(ConfigError, match=r"x.toml: backbone_params.din: no parameter\(s\) mlp"):
+    with pytest.raises(ConfigError, match=r"x.toml: backbone_params.din: unknown parameter 'mlp'"):
         validate(TrawlConfig, {"backbone_params": {"din": {"mlp": [8]}}}, source="x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml: knowledge.settings: domian"):
+        validate(TrawlConfig, {"knowledge": {"settings": {"domian": "movies"}}}, source="x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml: knowledge.llm_settings: unknown parameter"):
+        validate(TrawlConfig, {"knowledge": {"llm_settings": {"paralel": 4}}}, source="x.toml")
 
 
 def test_the_cold_items_have_no_training_samples(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from knowrec.data import FORMATS, Dataset, load_dataset
 from knowrec.errors import ConfigError, KnowrecError
+from knowrec.registry import LLM_BACKENDS
 from knowrec.report import fmt_value
 
 app = typer.Typer(
@@ -42,7 +43,7 @@ MapOpt = Annotated[
 ]
 
 
-BackendOpt = Annotated[str, typer.Option(help="LLM backend: llamacpp | openai")]
+BackendOpt = Annotated[str, typer.Option(help=f"LLM backend: {' | '.join(LLM_BACKENDS.names())}")]
 ModelOpt = Annotated[
     str | None, typer.Option(help="LLM model name or .gguf path (default: the 1.5B)")
 ]

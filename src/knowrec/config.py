@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from knowrec.errors import ConfigError, KnowrecError
+from knowrec.errors import ConfigError, KnowrecError, RegistryError
+from knowrec.registry import PIPELINES, load_plugins
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -83,32 +84,39 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def import_plugins(plugins: object, source: str | Path = "config") -> None:
+    """Import the modules of a config's top-level ``plugins`` list, so that the components
+    they register can be named in the rest of the config."""
+    if not isinstance(plugins, list | tuple) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"{source}: plugins: expected a list of module names, got {plugins!r}")
+    load_plugins(plugins, source=f"{source}: plugins")
+
+
 def load_config(path: str | Path | M, model: type[M], overrides: Sequence[str] = ()) -> M:
     """Read and validate a TOML config file (or take a config object), with ``--set``
-    style ``overrides``."""
+    style ``overrides``; its ``plugins`` are imported before it is validated."""
+    source: str | Path
     if isinstance(path, model):
         if not overrides:
+            import_plugins(getattr(path, "plugins", []))
             return path
-        return validate(model, apply_overrides(path.model_dump(mode="json"), overrides))
-    return validate(model, apply_overrides(read_toml(path), overrides), source=path)
-
-
-#: The pipelines of ``knowrec run``, by the ``pipeline`` key of a config file:
-#: ``"module:function"`` with ``function(config_path, out_dir, console=..., overrides=...)``.
-PIPELINES: dict[str, str] = {
-    "trawl": "knowrec.trawl.pipeline:run_trawl",
-    "explore": "knowrec.explore.pipeline:run_explore",
-}
+        data, source = apply_overrides(path.model_dump(mode="json"), overrides), "config"
+    else:
+        data, source = apply_overrides(read_toml(path), overrides), path
+    import_plugins(data.get("plugins", []), source)
+    return validate(model, data, source=source)
 
 
 def pipeline_runner(path: str | Path) -> Callable[..., Any]:
-    """The function that runs the config file at ``path`` (ConfigError naming the known
-    pipelines when its ``pipeline`` key is missing or unknown)."""
-    import importlib
-
-    name = read_toml(path).get("pipeline")
-    if name not in PIPELINES:
-        known = ", ".join(repr(p) for p in PIPELINES)
-        raise ConfigError(f"{path}: pipeline = {name!r}; known pipelines: {known}")
-    module, function = PIPELINES[name].split(":")
-    return getattr(importlib.import_module(module), function)
+    """The function that runs the config file at ``path``, chosen by its ``pipeline`` key
+    from :data:`~knowrec.registry.PIPELINES` (after importing the config's ``plugins``)."""
+    data = read_toml(path)
+    import_plugins(data.get("plugins", []), path)
+    name = data.get("pipeline")
+    if name is None:
+        known = ", ".join(PIPELINES.names())
+        raise ConfigError(f"{path}: no pipeline key; known pipelines are {known}")
+    try:
+        return PIPELINES.get(name)
+    except RegistryError as exc:
+        raise RegistryError(f"{path}: {exc}") from None

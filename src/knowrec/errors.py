@@ -40,8 +40,8 @@ class UnknownIdError(KnowrecError):
     """A user or item id that the data set does not contain."""
 
 
-class RegistryError(KnowrecError):
-    """A name looked up in a registry that does not know it."""
+class RegistryError(ConfigError):
+    """A component name that its registry does not know (or a clash when registering)."""
 
 
 class ModelError(KnowrecError):

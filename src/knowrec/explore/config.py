@@ -4,12 +4,14 @@ judge, cross-encoder, final combination, serving."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from knowrec.config import Section
 from knowrec.data.config import DataConfig
+from knowrec.errors import ConfigError
 
 
 class ExploreData(DataConfig):
@@ -170,7 +172,7 @@ class CrossEncoderConfig(Section):
 class FinalConfig(Section):
     """``(1−λ)·z(ranker) + λ·z(quality)``: the quality source, the λ grid and choice."""
 
-    quality: Literal["cross_encoder", "lgbm", "none"] = "cross_encoder"
+    quality: Literal["cross_encoder", "lgbm", "none"] = "lgbm"
     quality_params: dict[str, Any] = Field(
         default_factory=lambda: {"n_estimators": 100, "num_leaves": 7, "min_child_samples": 5}
     )
@@ -189,6 +191,7 @@ class ExploreConfig(Section):
     """A whole Explore Further experiment (the TOML file of ``knowrec run``)."""
 
     pipeline: Literal["explore"] = "explore"
+    plugins: list[str] = Field(default_factory=list)  # modules imported before validation
     name: str = "explore"
     data: ExploreData = ExploreData()
     sessions: SessionsConfig = SessionsConfig()
@@ -211,4 +214,33 @@ class ExploreConfig(Section):
                 "final.quality = 'cross_encoder' needs [cross_encoder] enabled = true "
                 "(or set final.quality to 'lgbm' or 'none')"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_components(self) -> ExploreConfig:
+        """Every component's name and keyword parameters, through the registries: a typo
+        is one error line at load, before any stage runs."""
+        from knowrec.registry import LLM_BACKENDS, RANKERS, RECALL_PATHS
+
+        checks: list[tuple[str, Any, str, Mapping[str, Any], int]] = [
+            (f"recall.paths.{i}.params", RECALL_PATHS, p.kind, p.params, 0)
+            for i, p in enumerate(self.recall.paths)
+        ]
+        checks += [
+            ("stage1.params", RANKERS, "lgbm", self.stage1.params, 1),
+            ("stage2.params", RANKERS, "lgbm", self.stage2.params, 1),
+            ("final.quality_params", RANKERS, "lgbm", self.final.quality_params, 1),
+            ("llm.settings", LLM_BACKENDS, self.llm.backend, self.llm.settings, 0),
+        ]
+        if self.cross_encoder.enabled:
+            from knowrec.explore.service import cross_encoder_class
+
+            cross_encoder_class(self.cross_encoder)  # imports its module
+            c = self.cross_encoder
+            checks.append(("cross_encoder.params", RANKERS, c.kind, c.params, 0))
+        for where, registry, name, params, positional in checks:
+            try:
+                registry.check(name, params, positional=positional)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         return self

@@ -10,7 +10,6 @@ ranking with the scores precomputed offline, or every stage at request time
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Sequence
@@ -24,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
 from knowrec.explore.config import CrossEncoderConfig, StoreConfig
-from knowrec.ranking import RANKERS
 from knowrec.ranking.cascade import RankingCascade, score_columns
 from knowrec.ranking.combine import Combination
+from knowrec.registry import RANKERS, load_plugins
 from knowrec.retrieval.store import Candidate, CandidateStore
 from knowrec.runs import Component, check_versions
 
@@ -62,19 +61,13 @@ def open_store(
 
 
 def cross_encoder_class(cfg: CrossEncoderConfig) -> Any:
-    """The cross-encoder class: ``kind`` in the ranker registry once ``module`` (which
-    registers it) is imported."""
+    """The ranker registered as ``kind``, once ``module`` (a plugin that may register it)
+    is imported."""
     try:
-        importlib.import_module(cfg.module)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"cross_encoder: module {cfg.module!r} is not available ({exc}); "
-            "set [cross_encoder] enabled = false"
-        ) from None
-    found = RANKERS.get(cfg.kind)
-    if found is None:
-        raise ConfigError(f"cross_encoder: no ranker {cfg.kind!r} in {cfg.module}")
-    return found
+        load_plugins([cfg.module], source="cross_encoder.module")
+        return RANKERS.get(cfg.kind)
+    except ConfigError as exc:  # e.g. torch or transformers not installed
+        raise ConfigError(f"{exc}; or set [cross_encoder] enabled = false") from None
 
 
 @dataclass(frozen=True)

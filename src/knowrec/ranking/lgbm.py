@@ -15,34 +15,26 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import polars as pl
 
-from knowrec.errors import ConfigError, DataFormatError, RegistryError
+from knowrec.errors import ConfigError, DataFormatError
+from knowrec.registry import RANKERS
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("lambdarank", "rank_xendcg", "binary", "regression")
 POINTWISE = ("binary", "regression")  # no groups needed
-RANKERS: dict[str, Callable[..., Any]] = {}
-_MODULES = {"cross_encoder": "knowrec.ranking.cross_encoder"}  # registered on import (torch)
 
 
 def make_ranker(kind: str, **params: Any) -> Any:
-    """A ranker by registry name (``lgbm``, ``cross_encoder``); unknown names list the
-    known ones."""
-    if kind not in RANKERS and kind in _MODULES:
-        import importlib
-
-        importlib.import_module(_MODULES[kind])
-    if kind not in RANKERS:
-        known = ", ".join(sorted(set(RANKERS) | set(_MODULES)))
-        raise RegistryError(f"ranker {kind!r} not found: known are {known}")
-    return RANKERS[kind](**params)
+    """A ranker by registry name (``lgbm``, ``cross_encoder``; see
+    :data:`knowrec.registry.RANKERS`); unknown names and parameters list the known ones."""
+    return RANKERS.build(kind, **params)
 
 
 def _matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
@@ -265,6 +257,3 @@ class LGBMRanker:
 def _safe(name: str) -> str:
     """LightGBM rejects some characters in feature names."""
     return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
-
-
-RANKERS["lgbm"] = LGBMRanker

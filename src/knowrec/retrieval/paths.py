@@ -21,7 +21,6 @@ path) never raise by default: they get an empty list and a reason in ``path.fail
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import logging
@@ -35,72 +34,37 @@ import numpy as np
 import polars as pl
 
 from knowrec.encoders import Encoder
-from knowrec.errors import (
-    ConfigError,
-    DataFormatError,
-    KnowrecError,
-    RegistryError,
-    UnknownIdError,
-)
+from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
+from knowrec.registry import RECALL_PATHS
 from knowrec.retrieval.ann import AnnIndex
 from knowrec.retrieval.store import Candidate
 from knowrec.similarity.coclick import coclick_counts, satisfied
 
 log = logging.getLogger(__name__)
 
-RECALL_PATHS: dict[str, type[RecallPath]] = {}
-# Built-in kinds that live in modules with heavy imports (torch), registered on first use.
-_LAZY = {"two_tower": "knowrec.retrieval.twotower", "qprime": "knowrec.retrieval.qprime"}
 P = TypeVar("P", bound="type[RecallPath]")
 _STATE_FILE = "recall_path.json"
 
 
-def register_recall_path(kind: str) -> Callable[[P], P]:
-    """Class decorator: make a :class:`RecallPath` subclass available by ``kind``."""
-
-    def add(cls: P) -> P:
-        old = RECALL_PATHS.get(kind)
-        same = old is not None and (old.__module__, old.__qualname__) == (
-            cls.__module__,
-            cls.__qualname__,
-        )  # a reloaded module re-registers its own class
-        if old is not None and not same:
-            raise RegistryError(
-                f"recall path kind {kind!r} is already registered by {old.__qualname__}"
-            )
-        cls.kind = kind
-        RECALL_PATHS[kind] = cls
-        return cls
-
-    return add
+def register_recall_path(kind: str, *, replace: bool = False) -> Callable[[P], P]:
+    """Class decorator: make a :class:`RecallPath` subclass available by ``kind`` (and set
+    its ``kind``); see :data:`knowrec.registry.RECALL_PATHS`."""
+    return RECALL_PATHS.register(kind, replace=replace)
 
 
 def available_recall_paths() -> list[str]:
     """Every registered (or built-in, not yet imported) recall path kind."""
-    return sorted(set(RECALL_PATHS) | set(_LAZY))
+    return RECALL_PATHS.names()
 
 
 def recall_path_class(kind: str) -> type[RecallPath]:
     """The class registered as ``kind`` (RegistryError listing the known kinds)."""
-    if kind not in RECALL_PATHS and kind in _LAZY:
-        importlib.import_module(_LAZY[kind])
-    if kind not in RECALL_PATHS:
-        known = ", ".join(available_recall_paths())
-        raise RegistryError(f"recall path {kind!r} not found: known are {known}")
-    return RECALL_PATHS[kind]
+    return RECALL_PATHS.get(kind)
 
 
 def make_recall_path(kind: str, **params: Any) -> RecallPath:
     """A new, unfitted path of a registered ``kind``; unknown parameters are an error."""
-    cls = recall_path_class(kind)
-    allowed = cls.param_names()
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"recall path {kind!r}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known are {', '.join(allowed)}"
-        )
-    return cls(**params)
+    return RECALL_PATHS.build(kind, **params)
 
 
 class RecallPath(ABC):

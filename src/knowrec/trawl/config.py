@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from knowrec.config import Section
+from knowrec.config import Section, validate
 from knowrec.data.config import DataConfig
 from knowrec.errors import ConfigError
 from knowrec.models.config import EmbeddingConfig
@@ -83,18 +83,23 @@ class TrawlConfig(Section):
     sweep_backbone: str = "din"
 
     @model_validator(mode="after")
-    def _check_backbones(self) -> TrawlConfig:
-        from knowrec.models import get_backbone
+    def _check_components(self) -> TrawlConfig:
+        """Backbone names and parameters (through the registry), the knowledge and LLM
+        settings: a typo is an error at load, not after the knowledge stages."""
+        from knowrec.knowledge.generate import KnowledgeConfig
+        from knowrec.registry import BACKBONES, LLM_BACKENDS
 
         named = set(self.backbones) | set(self.backbone_params) | {self.sweep_backbone}
         for name in sorted(named | set(self.ablation_backbones or ())):
-            known = [p for p in get_backbone(name).param_names() if p != "embedding"]
-            unknown = sorted(set(self.backbone_params.get(name, {})) - set(known))
-            if unknown:
-                raise ConfigError(
-                    f"backbone_params.{name}: no parameter(s) {', '.join(unknown)}; "
-                    f"known parameters are {', '.join(known)}"
-                )
+            try:
+                BACKBONES.check(name, self.backbone_params.get(name), positional=1)
+            except ConfigError as exc:
+                raise ConfigError(f"backbone_params.{name}: {exc}") from None
+        validate(KnowledgeConfig, self.knowledge.settings, source="knowledge.settings")
+        try:
+            LLM_BACKENDS.check(self.knowledge.backend, self.knowledge.llm_settings)
+        except ConfigError as exc:
+            raise ConfigError(f"knowledge.llm_settings: {exc}") from None
         return self
 
 
