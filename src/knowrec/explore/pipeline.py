@@ -58,19 +58,19 @@ from knowrec.explore.stages import (
     SETS,
     Lists,
     Resources,
-    candidates_stage,
-    cross_encoder_stage,
     encode_items,
+    fit_cross_encoder,
+    fit_quality_model,
+    fit_recall_paths,
+    fit_stage1,
+    fit_stage2,
+    judge_candidates,
     judge_pairs,
-    judge_stage,
     load_lists,
     make_sessions,
+    merge_candidate_sets,
     prepare_data,
-    quality_stage,
-    recall_stage,
     scored_pairs,
-    stage1_stage,
-    stage2_stage,
     vector_cache,
 )
 from knowrec.ranking.cascade import score_columns
@@ -163,7 +163,7 @@ def _run_stages(
     fit_lists, _, _ = run.stage(
         "recall-fit",
         recall_params,
-        lambda d: recall_stage(cfg, sess["fit"], data.items, order, res, d, save_online=False),
+        lambda d: fit_recall_paths(cfg, sess["fit"], data.items, order, res, d, save_online=False),
         loader,
         after=["sessions", "vectors"],
     )
@@ -171,7 +171,7 @@ def _run_stages(
     serve_lists, serve_info, serve_dir = run.stage(
         "recall-serve",
         recall_params,
-        lambda d: recall_stage(cfg, history, data.items, order, res, d, save_online=True),
+        lambda d: fit_recall_paths(cfg, history, data.items, order, res, d, save_online=True),
         loader,
         after=["sessions", "vectors"],
     )
@@ -187,14 +187,14 @@ def _run_stages(
     cand, cand_dir = run.stage(
         "candidates",
         {"recall": cfg.recall.model_dump(mode="json"), "store": cfg.store.model_dump()},
-        lambda d: candidates_stage(cfg, fit_lists, serve_lists, sess["label"], vectors, d),
+        lambda d: merge_candidate_sets(cfg, fit_lists, serve_lists, sess["label"], vectors, d),
         load_cands,
         after=["recall-fit", "recall-serve"],
     )
     s1_dir = run.stage(
         "stage1",
         {"stage1": cfg.stage1.model_dump(), "sessions": cfg.sessions.model_dump()},
-        lambda d: stage1_stage(cfg, sess, cand, d),
+        lambda d: fit_stage1(cfg, sess, cand, d),
         lambda d: d,
         after=["candidates"],
     )
@@ -205,7 +205,7 @@ def _run_stages(
     judge_dir = run.stage(
         "judge",
         {"judge": cfg.judge.model_dump(), "llm": res.llm_id(), "quality": cfg.final.quality},
-        lambda d: judge_stage(cfg, pairs, data.items, res, d),
+        lambda d: judge_candidates(cfg, pairs, data.items, res, d),
         lambda d: d,
         after=["candidates"],
     )
@@ -220,7 +220,7 @@ def _run_stages(
         ce_dir = run.stage(
             "cross-encoder",
             cfg.cross_encoder.model_dump(),
-            lambda d: cross_encoder_stage(cfg, judged, data.items, s1_dir, d),
+            lambda d: fit_cross_encoder(cfg, judged, data.items, s1_dir, d),
             lambda d: d,
             after=["stage1", "judge"],
         )
@@ -228,7 +228,7 @@ def _run_stages(
         dirs["stage2"] = run.stage(
             "stage2",
             cfg.stage2.model_dump(),
-            lambda d: stage2_stage(cfg, s1_dir, ce_dir, d),
+            lambda d: fit_stage2(cfg, s1_dir, ce_dir, d),
             lambda d: d,
             after=["cross-encoder"],
         )
@@ -236,7 +236,7 @@ def _run_stages(
         dirs["quality"] = run.stage(
             "quality",
             {"params": cfg.final.quality_params, "grades": "rank within trigger, 0-4"},
-            lambda d: quality_stage(cfg, judged, s1_dir, vectors, d),
+            lambda d: fit_quality_model(cfg, judged, s1_dir, vectors, d),
             lambda d: d,
             after=["stage1", "judge"],
         )

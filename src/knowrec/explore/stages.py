@@ -207,7 +207,7 @@ def build_path(spec: PathSpec, res: Resources) -> Any:
     return make_recall_path(spec.kind, **params)
 
 
-def recall_stage(
+def fit_recall_paths(
     cfg: ExploreConfig,
     history: pl.DataFrame,
     items: pl.DataFrame,
@@ -272,7 +272,7 @@ def merge_weights(per_path: Lists, truth: pl.DataFrame, k: int) -> dict[str, flo
     return {p: (recall[p] / best if p in recall and best > 0 else 1.0) for p in per_path}
 
 
-def candidates_stage(
+def merge_candidate_sets(
     cfg: ExploreConfig,
     lists_fit: Lists,
     lists_serve: Lists,
@@ -351,7 +351,7 @@ def _with_features(
     return build_features(frame, [feats, ColumnFeatures(prov)])
 
 
-def stage1_stage(
+def fit_stage1(
     cfg: ExploreConfig, sess: dict[str, Any], cand: dict[str, pl.DataFrame], out: Path
 ) -> None:
     """Per set: stage-1 LightGBM trained on label impressions (features from *fit*),
@@ -411,7 +411,7 @@ def judge_pairs(
     return pl.concat(parts).unique(["trigger_id", "candidate_id", "split"], maintain_order=True)
 
 
-def judge_stage(
+def judge_candidates(
     cfg: ExploreConfig, pairs: pl.DataFrame, items: pl.DataFrame, res: Resources, out: Path
 ) -> None:
     """The judge's 0–4 score of each pair (``quality``; null when the judge failed)."""
@@ -442,7 +442,7 @@ def judge_stage(
     (out / "judge.json").write_text(json.dumps(stats, indent=2))
 
 
-def quality_stage(
+def fit_quality_model(
     cfg: ExploreConfig,
     judged: pl.DataFrame,
     s1_dir: Path,
@@ -480,7 +480,7 @@ def quality_stage(
     (out / "quality.json").write_text(json.dumps({"train_pairs": frame.height}, indent=2))
 
 
-def cross_encoder_stage(
+def fit_cross_encoder(
     cfg: ExploreConfig, judged: pl.DataFrame, items: pl.DataFrame, s1_dir: Path, out: Path
 ) -> None:
     """The multitask cross-encoder: the click head on (a sample of) the label
@@ -535,7 +535,7 @@ def cross_encoder_stage(
     (out / "cross_encoder.json").write_text(json.dumps(info, indent=2))
 
 
-def stage2_stage(cfg: ExploreConfig, s1_dir: Path, ce_dir: Path, out: Path) -> None:
+def fit_stage2(cfg: ExploreConfig, s1_dir: Path, ce_dir: Path, out: Path) -> None:
     """Per set: stage-2 LightGBM on the stage-1 features plus both head scores."""
     from knowrec.ranking import LGBMRanker
 
