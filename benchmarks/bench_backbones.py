@@ -36,7 +36,7 @@ PROTOCOL = (
     "history only; label = rating > 3; history = previous 10 (item, rating) pairs"
 )
 # Settings used here: the published batch 256 with lr 1e-3 (so that two epochs converge);
-# embedding L2 against the overfitting of SPEC §1.3; user ids dropped to OOV in training
+# embedding L2 against the overfitting of docs/trawl.md; user ids dropped to OOV in training
 # (user_id_dropout=1): test users are unseen under the user split, and a model that leans
 # on the training users' id embeddings does worse on them (valid AUC 0.761 → 0.775 for
 # DIN in the tuning runs).

@@ -1,4 +1,4 @@
-"""LLM judge prompts A/B/C (SPEC §2.3) on the ML-1M golden set: pairwise accuracy and speed.
+"""LLM judge prompts A/B/C (docs/explore.md) on the ML-1M golden set: pairwise accuracy and speed.
 
 Items: ML-1M movies with the TML1M plot text (``load_ml1m_with_plots`` of
 ``knowledge_ml1m.py``: title, genres, certificate, plot, director, cast), each cut to

@@ -1,5 +1,5 @@
 """SWING on ML-1M (users 1–2999): knowrec.similarity.swing against a straightforward
-set-intersection reference of the SPEC §1.2 formula, side by side in one run.
+set-intersection reference of the docs/trawl.md formula, side by side in one run.
 
 Every variant runs in its own child process. Memory: after loading the data and building the
 graph, the child resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), so

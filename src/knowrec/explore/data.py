@@ -1,5 +1,5 @@
 """Explore Further data preparation: sessions, temporal hold-out, held-out co-engagement
-and click "impressions" for ranking (SPEC §2.1–2.3).
+and click "impressions" for ranking (docs/explore.md).
 
 The protocol on logs without impressions (e.g. ML-1M rating timestamps)::
 

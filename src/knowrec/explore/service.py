@@ -1,4 +1,4 @@
-"""Serving a finished Explore Further run (SPEC §2, online flow)::
+"""Serving a finished Explore Further run (docs/explore.md, online flow)::
 
     with ExploreService.load("runs/explore_synthetic") as service:
         rec = service.recommend("12", k=5)      # Recommendations: items, latency_ms, …

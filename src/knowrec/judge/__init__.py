@@ -1,4 +1,4 @@
-"""LLM quality judge of Explore Further (SPEC §2.3) and its human golden set.
+"""LLM quality judge of Explore Further (docs/explore.md) and its human golden set.
 
 :mod:`knowrec.judge.golden`: the golden-set file format (human Good/Bad labels of
 trigger → candidate pairs), validation, the terminal labelling loop of

@@ -1,7 +1,7 @@
 """TRAWL knowledge generation: key-factor guided prompts → knowledge text per item/user.
 
 Key-factor sets are TOML files (``domains/``), prompts are template files (``prompts/``),
-and every method of SPEC §1.1 (``none``, ``raw``, ``summary``, ``topic_summary``,
+and every method of docs/trawl.md (``none``, ``raw``, ``summary``, ``topic_summary``,
 ``kar``, ``trawl``) produces the same table (:data:`KNOWLEDGE_SCHEMA`).
 """
 

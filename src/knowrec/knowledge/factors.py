@@ -1,9 +1,9 @@
-"""Key-factor sets: what matters for recommendation in a domain (TRAWL, SPEC §1.1).
+"""Key-factor sets: what matters for recommendation in a domain (TRAWL, docs/trawl.md).
 
 A domain is a TOML file (``domains/<name>.toml`` inside the package, or any path) that
 lists its key factors. Each factor becomes one field of the LLM's JSON answer; the JSON
 schema is built from the set (closed vocabularies as ``enum``, arrays bounded by
-``maxItems`` — MODELS.md: unbounded arrays make a small model loop), and the same set
+``maxItems`` — docs/llm.md: unbounded arrays make a small model loop), and the same set
 renders the fields back into the compact knowledge text that is embedded.
 """
 

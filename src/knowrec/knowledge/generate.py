@@ -1,4 +1,4 @@
-"""Knowledge generation: every method of SPEC §1.1 → one table shape.
+"""Knowledge generation: every method of docs/trawl.md → one table shape.
 
 ``generate_knowledge(data, method, side)`` returns one row per item or user:
 

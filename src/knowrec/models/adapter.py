@@ -1,4 +1,4 @@
-"""TRAWL's knowledge adaptation (SPEC §1.2): the MoE adapter, the injection of knowledge
+"""TRAWL's knowledge adaptation (docs/trawl.md): the MoE adapter, the injection of knowledge
 into the user/item embeddings, InfoNCE over SWING positives and the joint loss.
 
 Injection happens in one place, :class:`EntityEmbedding`: the vector of a user or item is
@@ -164,7 +164,7 @@ def info_nce(
     *,
     reduction: Literal["mean", "sum"] = "mean",
 ) -> torch.Tensor:
-    """InfoNCE with in-batch negatives over L2-normalised vectors (SPEC §1.2):
+    """InfoNCE with in-batch negatives over L2-normalised vectors (docs/trawl.md):
 
     ``ℓ = − Σ_j log( exp(u_j·p_j/τ) / Σ_{j'} exp(u_{j'}·p_j/τ) )`` — for each positive
     ``p_j`` the anchors ``u_{j'}`` of the batch compete. anchors, positives (n, d) → scalar
@@ -182,7 +182,7 @@ def info_nce(
 
 
 class JointLoss:
-    """``L = L_rec + w1·L_uu + w2·L_ii`` (SPEC §1.2), where L_rec is the BCE of the click
+    """``L = L_rec + w1·L_uu + w2·L_ii`` (docs/trawl.md), where L_rec is the BCE of the click
     logit plus the backbone's weighted auxiliary loss (DIEN) and its embedding L2 term.
 
     ``user_partners`` / ``item_partners``: (n_entities,) entity index of each entity's

@@ -1,4 +1,4 @@
-"""The CTR floors every results table shows (SPEC §1.3): the per-item positive rate and a
+"""The CTR floors every results table shows (docs/trawl.md): the per-item positive rate and a
 logistic regression on simple features, so a reader sees what a model adds.
 
 Both read CTR samples frames (:func:`knowrec.data.protocol.ctr_samples`): ``fit(train)``

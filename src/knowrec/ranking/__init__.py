@@ -1,4 +1,4 @@
-"""Ranking for Explore Further (SPEC §2.2): pair features, LightGBM rankers, the
+"""Ranking for Explore Further (docs/explore.md): pair features, LightGBM rankers, the
 multitask cross-encoder (click + quality heads), the final score
 ``(1−λ)·z(ranker) + λ·z(quality)`` and its λ trade-off sweep.
 

@@ -1,4 +1,4 @@
-"""The final score and its trade-off curve (SPEC §2.2 stage 2c, §2.3).
+"""The final score and its trade-off curve (docs/explore.md, §2.3).
 
 ``final = (1 − λ) · z(ranker) + λ · z(quality)``, each z-score with a mean and standard
 deviation measured once on a sample of traffic (:class:`ZScore`), so λ = 0 keeps the

@@ -1,4 +1,4 @@
-"""(trigger, candidate) features for the ranking stages (SPEC §2.2).
+"""(trigger, candidate) features for the ranking stages (docs/explore.md).
 
 A *feature group* appends columns to a pairs frame (``trigger_id``, ``item_id``, …) and
 names them in ``columns``; :func:`build_features` applies several. Stage 1 uses the

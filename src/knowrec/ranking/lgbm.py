@@ -1,4 +1,4 @@
-"""LightGBM rankers for the Explore Further stack (SPEC §2.2 stage 1 and stage 2b).
+"""LightGBM rankers for the Explore Further stack (docs/explore.md and stage 2b).
 
 One class for both stages: the features are named columns of a pairs frame, so stage 2b
 is stage 1 with more names (cross-encoder head scores, quality)::

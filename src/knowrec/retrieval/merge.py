@@ -1,4 +1,4 @@
-"""Merging the recall paths' candidates: union, de-duplication, provenance (SPEC §2.1).
+"""Merging the recall paths' candidates: union, de-duplication, provenance (docs/explore.md).
 
 :func:`merge_candidates` fuses each trigger's lists from several paths by reciprocal
 rank fusion (``Σ_path weight / (rrf_k + rank)``, scale-free across paths), drops the

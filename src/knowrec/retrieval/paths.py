@@ -1,4 +1,4 @@
-"""Recall paths: named candidate generators for item-to-item recommendation (SPEC §2.1).
+"""Recall paths: named candidate generators for item-to-item recommendation (docs/explore.md).
 
 Every path is fitted on history and then answers triggers with scored candidates::
 

@@ -1,4 +1,4 @@
-"""The two-tower recall path: text towers trained on co-click pairs (SPEC §2.1).
+"""The two-tower recall path: text towers trained on co-click pairs (docs/explore.md).
 
 Each item's text is encoded once by the frozen MiniLM encoder (cached); two small towers
 (trigger side and candidate side) map those vectors to a joint space and are trained on

@@ -1,6 +1,6 @@
 """Behavioural similarity between users and between items.
 
-:func:`swing` computes SWING (SPEC §1.2) top-k neighbours and positives for either side
+:func:`swing` computes SWING (docs/trawl.md) top-k neighbours and positives for either side
 of a :class:`Bipartite` interaction graph, which :func:`build_bipartite` builds from a
 polars interactions frame or a sparse matrix with the per-user / per-item caps of
 production SWING. :func:`coclick_counts` counts items engaged in the same session.

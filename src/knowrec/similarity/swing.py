@@ -1,4 +1,4 @@
-"""SWING similarity (SPEC §1.2), user–user and item–item, with top-k neighbours and positives.
+"""SWING similarity (docs/trawl.md), user–user and item–item, with top-k neighbours and positives.
 
 Both sides are one formula over a bipartite graph of *targets* (the entities scored) and
 *pivots* (the other side). With ``P_t`` the pivots of target t and ``T_p`` the targets of
@@ -11,7 +11,7 @@ pivot p::
 - ``side="user"``: targets are users, pivots items:
   ``s(u,v) = Σ_{i≠j ∈ I_u∩I_v} w_i·w_j / (α + |U_i∩U_j|)``, ``w_i = (|U_i| + c)^(-β)``.
 
-The sums run over *ordered* pairs, exactly as written in the SPEC, so every unordered pivot
+The sums run over *ordered* pairs, exactly as the TRAWL paper writes them, so every unordered pivot
 pair counts twice. ``β = 0`` (default) gives ``w ≡ 1``, the plain formula; ``β > 0`` is the
 industrial activity weighting, a factor ``w_p·w_q`` on each term. Degrees ``|I_u|``,
 ``|U_i|`` and intersections are those of the graph after caps (:mod:`.graph`).
