@@ -1,6 +1,5 @@
 """knowrec.similarity SWING against a brute-force reading of the formula (docs/trawl.md),
-caps against a plain
-re-implementation of the documented rule, and degenerate inputs."""
+caps against a plain re-implementation of the documented rule, and degenerate inputs."""
 
 from __future__ import annotations
 
