@@ -1,0 +1,82 @@
+"""HKNR's evaluation protocol on news logs (MIND layout: click histories + impressions).
+
+Users are split at random into train / valid / test (8:1:1 by default). A user's clicks
+outside impressions are their *history*; every candidate shown in one of their impressions
+is a *sample* (label 1 clicked, 0 shown and not clicked). A sample may only see history
+clicks earlier than its impression. Logs without timestamps (NeMig) have none to compare:
+there the history (fixed before the study's impressions) is all earlier, its order is the
+log's order, and the clicked article's publication date stands in for the click time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from knowrec.data.protocol import split_users
+from knowrec.data.tables import Dataset
+from knowrec.errors import DataFormatError
+
+
+@dataclass
+class NewsProtocol:
+    """``history``: ``user_id``, ``item_id``, ``time`` (click time, else the article's
+    publication time, else null) and ``pos`` (0 = the user's oldest click); ``samples``:
+    per part, ``impression_id``, ``user_id``, ``item_id``, ``label``, ``time`` (the
+    impression's time, null when the log has none)."""
+
+    history: pl.DataFrame
+    samples: dict[str, pl.DataFrame]
+
+    def describe(self) -> str:
+        sizes = ", ".join(
+            f"{name} {frame['impression_id'].n_unique():,} impressions"
+            for name, frame in self.samples.items()
+        )
+        timed = self.samples["train"]["time"].null_count() == 0
+        clock = (
+            "impression times (history clicks strictly earlier)"
+            if timed
+            else "no impression times: the whole history precedes every impression, in log "
+            "order, with article publication dates as click times"
+        )
+        return f"users split at random into {sizes}; {clock}"
+
+
+def make_news_protocol(
+    data: Dataset, split: Sequence[float] = (0.8, 0.1, 0.1), *, seed: int = 0
+) -> NewsProtocol:
+    """History and samples (see the module docstring) of a news data set."""
+    inter = data.interactions
+    for col in ("impression_id", "label"):
+        if col not in inter.columns:
+            raise DataFormatError(f"a news log needs a {col!r} column (impressions)")
+    published = (
+        data.items.select("item_id", published=pl.col("published").cast(pl.Datetime("ms")))
+        if "published" in data.items.columns
+        else data.items.select("item_id", published=pl.lit(None, pl.Datetime("ms")))
+    )
+    clicks = inter.filter(pl.col("impression_id").is_null() & (pl.col("label") != 0))
+    history = (
+        clicks.with_row_index("__row")
+        .join(published, on="item_id", how="left")
+        .with_columns(time=pl.coalesce("timestamp", "published"))
+        .sort(["user_id", "timestamp", "__row"], nulls_last=True)
+        .with_columns(pos=pl.int_range(pl.len()).over("user_id").cast(pl.Int32))
+        .select("user_id", "item_id", "time", "pos")
+    )
+    shown = inter.filter(pl.col("impression_id").is_not_null()).select(
+        "impression_id", "user_id", "item_id", pl.col("label").cast(pl.Int8), time="timestamp"
+    )
+    if shown.is_empty():
+        raise DataFormatError("the log has no impressions: HKNR needs shown candidates")
+    return NewsProtocol(history, split_users(shown, split, seed=seed))
+
+
+def history_before(history: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
+    """For each query (``user_id``, ``time``), the user's history clicks strictly before
+    ``time`` (all of them when ``time`` is null), with the query's columns."""
+    joined = queries.join(history, on="user_id", how="inner", suffix="_click")
+    return joined.filter(pl.col("time").is_null() | (pl.col("time_click") < pl.col("time")))

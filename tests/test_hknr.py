@@ -1,0 +1,103 @@
+"""HKNR: the news protocol and stage 1, semantic recall (knowrec.hknr)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from knowrec.data.tables import Dataset
+from knowrec.errors import ConfigError
+from knowrec.hknr.protocol import history_before, make_news_protocol
+from knowrec.hknr.recall import RecallSettings, recall, user_queries
+from knowrec.retrieval.ann import AnnIndex
+
+T0 = datetime(2024, 1, 1)
+
+
+def news_log(times: bool = True) -> Dataset:
+    """Two topics of 10 articles (A0…A9 along one axis, B0…B9 along another). User u1
+    clicked A0…A4 on day 0 and B0 on day 2; one impression on day 3 shows A5, B1, B2."""
+    items = pl.DataFrame(
+        {
+            "item_id": [f"{t}{i}" for t in "AB" for i in range(10)],
+            "published": [T0 - timedelta(days=1)] * 20,
+        }
+    )
+    clicks = [("u1", f"A{i}", T0 + timedelta(hours=i)) for i in range(5)]
+    clicks.append(("u1", "B0", T0 + timedelta(days=2)))
+    clicks.append(("u1", "A9", T0 + timedelta(days=4)))  # after the impression: never seen
+    shown = [("u1", c, T0 + timedelta(days=3), "i1", int(c == "B1")) for c in ("A5", "B1", "B2")]
+    inter = pl.DataFrame(
+        {
+            "user_id": [c[0] for c in clicks] + [s[0] for s in shown],
+            "item_id": [c[1] for c in clicks] + [s[1] for s in shown],
+            "timestamp": [c[2] for c in clicks] + [s[2] for s in shown],
+            "impression_id": [None] * len(clicks) + [s[3] for s in shown],
+            "label": [1] * len(clicks) + [s[4] for s in shown],
+        },
+        schema_overrides={"timestamp": pl.Datetime("ms"), "label": pl.Int8},
+    )
+    if not times:
+        inter = inter.with_columns(timestamp=pl.lit(None, pl.Datetime("ms")))
+        items = items.with_columns(published=pl.lit(None, pl.Datetime("ms")))
+    return Dataset(inter, items.with_columns(pl.col("published").cast(pl.Datetime("ms"))))
+
+
+def topic_index() -> AnnIndex:
+    rng = np.random.default_rng(0)
+    x = np.zeros((20, 8), dtype=np.float32)
+    x[:10, 0], x[10:, 1] = 1.0, 1.0
+    x += 0.05 * rng.normal(size=x.shape).astype(np.float32)
+    return AnnIndex([f"{t}{i}" for t in "AB" for i in range(10)], x, kind="flat")
+
+
+def test_a_sample_sees_only_earlier_clicks() -> None:
+    proto = make_news_protocol(news_log(), (1.0, 0.0, 0.0))
+    (sample,) = proto.samples["train"].unique("impression_id").iter_rows(named=True)
+    seen = history_before(proto.history, pl.DataFrame([sample]).select("user_id", "time"))
+    assert sorted(seen["item_id"]) == ["A0", "A1", "A2", "A3", "A4", "B0"]  # not A9
+    assert proto.history["pos"].to_list() == list(range(7))
+    assert "strictly earlier" in proto.describe()
+
+
+def test_the_user_vector_is_the_decayed_mean_of_recent_clicks() -> None:
+    proto, index = make_news_protocol(news_log(), (1.0, 0.0, 0.0)), topic_index()
+    query = proto.samples["train"].unique("impression_id").select("user_id", "time")
+    for cfg, ages in (
+        (RecallSettings(decay="time", decay_hours=24.0, n_recent=4), [72 - 2, 72 - 3, 72 - 4, 24]),
+        (RecallSettings(decay="position", decay_clicks=2.0, n_recent=4), [3, 2, 1, 0]),
+    ):
+        users, _, seen = user_queries(proto.history, query, index, cfg)
+        recent = ["A2", "A3", "A4", "B0"]
+        temperature = cfg.decay_hours if cfg.decay == "time" else cfg.decay_clicks
+        w = np.exp(-np.asarray(ages, dtype=float) / temperature)
+        expected = (w[:, None] * index.vectors_of(recent)).sum(0)
+        np.testing.assert_allclose(users[0], expected / np.linalg.norm(expected), atol=1e-5)
+        assert seen[0][0] == "B0"  # most recent first
+
+
+def test_recall_leaves_out_clicked_articles_and_keeps_a_recent_interest() -> None:
+    proto, index = make_news_protocol(news_log(), (1.0, 0.0, 0.0)), topic_index()
+    query = proto.samples["train"].unique("impression_id").select("user_id", "time")
+    # The old interest (A) dominates the decayed mean when the decay is slow ...
+    slow = RecallSettings(decay_hours=1e6, k=5, multi_query=0, index="flat")
+    only_mean = recall(proto.history, query, index, slow)
+    assert all(i.startswith("A") for i in only_mean["item_id"])
+    assert not set(only_mean["item_id"]) & {"A0", "A1", "A2", "A3", "A4"}
+    # ... and querying the most recent click too brings the new interest (B) in.
+    both = recall(proto.history, query, index, slow.model_copy(update={"multi_query": 1}))
+    assert {i[0] for i in both["item_id"]} == {"A", "B"} and "B0" not in set(both["item_id"])
+    assert both["rank"].to_list() == list(range(1, 6))
+
+
+def test_a_log_without_times_needs_the_position_decay() -> None:
+    proto, index = make_news_protocol(news_log(times=False), (1.0, 0.0, 0.0)), topic_index()
+    assert "no impression times" in proto.describe()
+    query = proto.samples["train"].unique("impression_id").select("user_id", "time")
+    with pytest.raises(ConfigError, match="decay = 'position'"):
+        user_queries(proto.history, query, index, RecallSettings(decay="time"))
+    users, _, seen = user_queries(proto.history, query, index, RecallSettings(decay="position"))
+    assert seen[0][0] == "A9" and np.isclose(np.linalg.norm(users[0]), 1.0)  # log order
