@@ -101,3 +101,26 @@ def test_a_log_without_times_needs_the_position_decay() -> None:
         user_queries(proto.history, query, index, RecallSettings(decay="time"))
     users, _, seen = user_queries(proto.history, query, index, RecallSettings(decay="position"))
     assert seen[0][0] == "A9" and np.isclose(np.linalg.norm(users[0]), 1.0)  # log order
+
+
+def test_entities_that_share_graph_neighbours_get_close_vectors() -> None:
+    from knowrec.hknr.knowledge import article_knowledge, graph_embeddings
+
+    triples = pl.DataFrame(
+        {
+            "head": ["Q1", "Q1", "Q2", "Q2", "Q3", "Q4", "Q4"],
+            "tail": ["P", "R", "P", "R", "S", "S", "T"],
+        }
+    )
+    x, found = graph_embeddings(triples, ["<none>", "Q1", "Q2", "Q3", "Q4", "Q9"], dim=3)
+    cos = x @ x.T
+    assert cos[1, 2] > 0.99 and abs(cos[1, 3]) < 0.01 and 0 < cos[3, 4] < cos[1, 2]
+    assert not x[5].any() and found == pytest.approx(4 / 6)
+
+    items = pl.DataFrame(
+        {"item_id": ["a", "b"], "entities": [["Q1", "Q2", "Q1"], None], "category": ["x", None]}
+    )
+    k = article_knowledge(items, max_entities=2, triples=triples)
+    assert k.entity_vocab == ["<none>", "Q1", "Q2"] and k.topic_vocab == ["<none>", "x"]
+    assert k.entities.tolist() == [[1, 2], [0, 0]] and k.topics.tolist() == [1, 0]
+    assert k.entity_vectors is not None and not k.entity_vectors[0].any()
