@@ -59,14 +59,20 @@ def graph_embeddings(
     coo = m.tocoo()
     pmi = np.log(coo.data * total / (row_sum[coo.row] * col_sum[coo.col]))
     ppmi = sp.csr_matrix((np.maximum(pmi, 0.0), (coo.row, coo.col)), shape=m.shape)
-    k = min(dim, min(ppmi.shape) - 1)
-    if k < 1:
-        return out, float((row_sum > 0).mean())
-    u, s, _ = svds(ppmi, k=k, random_state=seed)
+    found = float((row_sum > 0).mean())
+    ppmi.eliminate_zeros()
+    if ppmi.nnz == 0:
+        return out, found
+    if min(ppmi.shape) <= 2 * dim + 1:  # small: a dense SVD (ARPACK needs k < min(shape))
+        u, s, _ = np.linalg.svd(ppmi.toarray(), full_matrices=False)
+        u, s = u[:, :dim], s[:dim]
+    else:
+        u, s, _ = svds(ppmi, k=dim, random_state=seed)
     x = u * np.sqrt(s)
+    k = x.shape[1]
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     out[:, :k] = np.where(norms > 0, x / np.maximum(norms, 1e-12), 0.0)
-    return out, float((row_sum > 0).mean())
+    return out, found
 
 
 def article_knowledge(
