@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Iterator
@@ -78,6 +79,15 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no checkpoint") from None
     except Exception as exc:
         raise ConfigError(f"{path}: not a readable checkpoint ({exc})") from None
+
+
+def json_data(value: Any, what: str) -> Any:
+    """``value`` as JSON data (tuples become lists), or a ConfigError naming ``what``: the
+    configuration a checkpoint stores must be plain data, never a ``repr``."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON data: {exc}") from None
 
 
 @contextmanager
