@@ -5,8 +5,9 @@ What it trains (RecBole's ``calculate_loss``, as a protocol):
 
 - a :class:`Trainable`: anything with ``loss(batch) -> dict[str, Tensor]``. The ``"loss"``
   entry is optimised, the others are logged; an empty dict means the batch has nothing to
-  learn from (no optimiser step; the schedule does not advance). The model is its own Trainable unless an ``objective``
-  holds the loss's settings and data (the CTR joint loss, the cross-encoder's targets);
+  learn from (no optimiser step; the schedule does not advance). The model is its own
+  Trainable unless an ``objective`` holds the loss's settings and data (the CTR joint
+  loss, the cross-encoder's targets);
 - over :class:`Batches`: ``plan(epoch)`` gives the epoch's row-index arrays, a fixed
   function of the epoch, and ``take(index)`` the batch ``loss`` reads;
 - with ``validate()`` (optional): metrics after each epoch; ``config.monitor`` (higher is

@@ -4,7 +4,7 @@ quality labels, MSE to the teachers, and their weighted sum (:class:`MultitaskLo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,7 +16,6 @@ from knowrec.errors import DataFormatError
 N_CLASSES = 5  # quality classes 0–4
 Mode = Literal["distill", "direct"]
 QualityLoss = Literal["sce", "ce"]
-MODES: tuple[str, ...] = get_args(Mode)
 HEADS = ("click", "quality")
 _LOG_ZERO = -4.0  # SCE: the value of log 0 in the reverse cross-entropy
 

@@ -10,7 +10,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 import numpy as np
 import polars as pl
@@ -29,7 +29,7 @@ from knowrec.ranking.cross_encoder.losses import (
     expected_label,
 )
 from knowrec.ranking.cross_encoder.module import MultitaskCrossEncoder, Pooling
-from knowrec.ranking.cross_encoder.targets import pair_groups, training_targets
+from knowrec.ranking.cross_encoder.targets import TeacherNorm, pair_groups, training_targets
 from knowrec.ranking.cross_encoder.tokenizer import PairTokenizer, text_map
 from knowrec.train import Batches, TrainConfig, Trainer, torch_threads
 
@@ -93,7 +93,7 @@ class CrossEncoderRanker:
         candidate_col: str = "item_id",
         click_col: str | None = None,
         group_col: str | None = None,
-        teacher_norm: Literal["group", "global"] = "group",
+        teacher_norm: TeacherNorm = "group",
         text_column: str = "text",
         checkpoint_every: Annotated[int, Field(ge=0)] = 0,
         threads: PositiveInt | None = None,

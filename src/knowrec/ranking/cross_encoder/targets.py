@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from knowrec.errors import ConfigError, DataFormatError
-from knowrec.ranking.cross_encoder.losses import N_CLASSES, soft_labels
+from knowrec.ranking.cross_encoder.losses import N_CLASSES, Mode, soft_labels
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"quality_probs_{k}" for k in range(N_CLASSES))
-TEACHER_NORMS = ("group", "global")
+TeacherNorm = Literal["group", "global"]
 
 
 def pair_groups(frame: pl.DataFrame, triggers: list[str], group_col: str | None) -> np.ndarray:
@@ -29,11 +30,11 @@ def training_targets(
     frame: pl.DataFrame,
     groups: np.ndarray,
     *,
-    mode: str,
+    mode: Mode,
     head_weights: Mapping[str, float],
     label_weight: float,
     click_col: str | None,
-    teacher_norm: str,
+    teacher_norm: TeacherNorm,
 ) -> dict[str, np.ndarray]:
     """Per-row target arrays (NaN = none) for the loss terms this mode trains: ``click``
     (counts), ``click_teacher`` (z-scored), ``quality`` and ``quality_teacher`` (label
