@@ -584,4 +584,3 @@ class CrossEncoderFeatures:
 
     def transform(self, pairs: pl.DataFrame) -> pl.DataFrame:
         return self.ranker.predict(pairs, self.texts, missing=self.missing)
-
