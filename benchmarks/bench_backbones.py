@@ -29,7 +29,7 @@ from knowrec.features import FeatureMap, Samples, movielens_spec
 from knowrec.metrics import auc, log_loss
 from knowrec.models import build_backbone
 from knowrec.models.floors import ItemRate, LogisticFloor
-from knowrec.train import TrainConfig, Trainer, seed_everything
+from knowrec.train import CTRTrainer, TrainConfig, seed_everything
 
 PROTOCOL = (
     "ML-1M (users 1–2999); users split 8:1:1 (seed 0); first 5 interactions per user are "
@@ -109,7 +109,7 @@ def train_backbone(
         patience=1,
         progress=not args.no_progress,
     )
-    trainer = Trainer(model, config)
+    trainer = CTRTrainer(model, config)
     result = trainer.fit(data["train"], data["valid"])
     test = trainer.evaluate(data["test"])
     hist = result.history
@@ -117,7 +117,7 @@ def train_backbone(
     return {
         "epochs_run": len(hist),
         "best_epoch": result.best_epoch,
-        "samples_per_s": sum(h["samples_per_s"] for h in hist) / len(hist),
+        "samples_per_s": sum(len(data["train"]) / h["train_seconds"] for h in hist) / len(hist),
         "seconds_per_epoch": sum(h["train_seconds"] for h in hist) / len(hist),
         "eval_seconds_valid": sum(h["eval_seconds"] for h in hist) / len(hist),
         "valid_auc": best["valid_auc"],

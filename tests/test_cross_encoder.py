@@ -392,6 +392,40 @@ def test_same_seed_same_model(data: dict[str, pl.DataFrame]) -> None:
     np.testing.assert_array_equal(a["quality_score"], b["quality_score"])
 
 
+def test_an_interrupted_fit_resumes_to_the_same_model(
+    data: dict[str, pl.DataFrame], tmp_path: Path
+) -> None:
+    """A fit killed after a mid-epoch checkpoint (an error raised in the training loop)
+    and fitted again with the same checkpoint directory ends exactly as a fit never
+    interrupted: the top layer, dropout, the warm-up/decay schedule and the epoch order
+    all resume."""
+    params = {"mode": "direct", "max_tokens": 24, "train_layers": 1, "epochs": 2}
+    params |= {"batch_size": 8, "checkpoint_every": 2, "threads": THREADS, "progress": False}
+    frame, items = data["train"].head(24), data["items"]  # 3 batches an epoch
+
+    class Killed(Exception):
+        pass
+
+    def kill(info: dict) -> None:
+        if info["global_step"] == 4:  # epoch 2, step 1
+            raise Killed
+
+    whole = CrossEncoderRanker(**params).fit(frame, items)
+    with pytest.raises(Killed):
+        CrossEncoderRanker(**params).fit(frame, items, checkpoint_dir=tmp_path, on_checkpoint=kill)
+    seen: list[int] = []
+    resumed = CrossEncoderRanker(**params).fit(
+        frame, items, checkpoint_dir=tmp_path, on_checkpoint=lambda i: seen.append(i["global_step"])
+    )
+    assert seen == [6, 6]  # went on from step 4: the last epoch end, then the finish
+    assert len(resumed.history) == 6 and resumed.history == whole.history
+    assert whole.net is not None and resumed.net is not None
+    a, b = whole.net.state_dict(), resumed.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="cannot resume with different head_lr"):
+        CrossEncoderRanker(**params, head_lr=0.1).fit(frame, items, checkpoint_dir=tmp_path)
+
+
 def test_stage_2b_lightgbm_uses_the_head_scores(
     small: CrossEncoderRanker, data: dict[str, pl.DataFrame]
 ) -> None:

@@ -28,16 +28,16 @@ from knowrec.models import (
 from knowrec.models.adapter import EntityEmbedding
 from knowrec.models.floors import ItemRate, LogisticFloor
 from knowrec.models.layers import AUGRU, FMInteraction, activation, masked_mean
-from knowrec.train import TrainConfig, Trainer, seed_everything
+from knowrec.train import CTRTrainer, TrainConfig, seed_everything
 from tests.toy_ctr import SPEC, toy_data, toy_frame
 
 torch.set_num_threads(1)
 FAST = {"dim": 16, "l2": 1e-6}
 
 
-def _fit(model: CTRModel, data: dict, epochs: int = 3, lr: float = 3e-3) -> Trainer:
+def _fit(model: CTRModel, data: dict, epochs: int = 3, lr: float = 3e-3) -> CTRTrainer:
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=128, patience=0, progress=False)
-    trainer = Trainer(model, config)
+    trainer = CTRTrainer(model, config)
     trainer.fit(data["train"], data["valid"])
     return trainer
 
@@ -293,7 +293,7 @@ def test_dien_aux_loss_is_finite_and_decreases() -> None:
         return float(out.aux_loss)
 
     before = aux()
-    Trainer(model, TrainConfig(epochs=4, lr=5e-3, batch_size=50, progress=False)).fit(data)
+    CTRTrainer(model, TrainConfig(epochs=4, lr=5e-3, batch_size=50, progress=False)).fit(data)
     model.train()
     after = aux()
     assert after < 0.6 * before, (before, after)
@@ -422,7 +422,7 @@ def test_joint_loss_adds_weighted_contrastive_terms() -> None:
         JointLoss(w_uu=0.1)
     raw = build_backbone("din", fmap, embedding={**FAST, "knowledge": "raw"})
     with pytest.raises(ConfigError, match="needs knowledge mode 'adapter'"):
-        Trainer(raw, loss=loss)
+        CTRTrainer(raw, loss=loss)
 
 
 # ------------------------------------------------------------------------------ floors

@@ -262,6 +262,36 @@ def test_two_tower_learns_coengagement_that_text_similarity_misses(corpus: dict)
     assert cold_table["recall@30"][0] > 0.8  # cold triggers: text towers generalise
 
 
+def test_an_interrupted_two_tower_fit_resumes_to_the_same_towers(
+    corpus: dict, tmp_path: Path
+) -> None:
+    """Training killed after a checkpoint (an error raised in the loop) and fitted again
+    with the same checkpoint directory ends with the towers of an uninterrupted fit."""
+    params = {"vectors": corpus["vectors"], "steps": 12, "batch_size": 32, "progress": False}
+    train = corpus["parts"]["train"]
+
+    class Killed(Exception):
+        pass
+
+    def kill(info: dict) -> None:
+        if info["global_step"] == 8:
+            raise Killed
+
+    whole = make_recall_path("two_tower", **params).fit(train)
+    with pytest.raises(Killed):
+        make_recall_path("two_tower", checkpoint_every=4, **params).fit(
+            train, checkpoint_dir=tmp_path, on_checkpoint=kill
+        )
+    seen: list[int] = []
+    resumed = make_recall_path("two_tower", checkpoint_every=4, **params).fit(
+        train, checkpoint_dir=tmp_path, on_checkpoint=lambda i: seen.append(i["global_step"])
+    )
+    assert seen == [12, 12]  # went on from step 8: the epoch end, then the finish
+    assert resumed.losses == whole.losses and len(whole.losses) == 12
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_text_paths_skip_items_without_text(corpus: dict) -> None:
     items = pl.concat(
         [

@@ -10,12 +10,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from knowrec.errors import ConfigError
 from knowrec.models import JointLoss, build_backbone
-from knowrec.train import TrainConfig, Trainer, seed_everything
+from knowrec.train import Batches, CTRTrainer, TrainConfig, Trainer, seed_everything
 from knowrec.train.checkpoint import load
 from tests.toy_ctr import same_state, toy_data
 
@@ -47,7 +49,7 @@ trainer.fit(data["train"], data["valid"], on_checkpoint=pause)
 """
 
 
-def build(checkpoint_dir: Path | None, **config: object) -> tuple[Trainer, dict]:
+def build(checkpoint_dir: Path | None, **config: object) -> tuple[CTRTrainer, dict]:
     """The same trainer and data in every process."""
     fmap, data = toy_data(n=1200)
     partners_u = fmap.partner_index("user", {f"u{k}": f"u{(k + 1) % 150}" for k in range(150)})
@@ -55,7 +57,7 @@ def build(checkpoint_dir: Path | None, **config: object) -> tuple[Trainer, dict]
     seed_everything(0)
     model = build_backbone("dien", fmap, embedding=EMBEDDING, **PARAMS)
     loss = JointLoss(w_uu=0.004, w_ii=0.008, user_partners=partners_u, item_partners=partners_i)
-    trainer = Trainer(
+    trainer = CTRTrainer(
         model, TrainConfig(**(CONFIG | config)), loss=loss, checkpoint_dir=checkpoint_dir
     )
     return trainer, data
@@ -126,6 +128,8 @@ def test_checkpoint_holds_the_full_state(tmp_path: Path) -> None:
     for key in ("model", "optimizer", "rng", "epoch", "step", "global_step", "bad_epochs"):
         assert key in state
     assert set(state["rng"]) == {"torch", "numpy", "python"}
+    assert state["model_params"]["backbone"] == "dien"  # the config as data, not repr
+    assert state["model_params"]["mlp_units"] == [16]
     assert state["result"]["best_score"] == float("-inf")
     assert (state["epoch"], state["step"]) == (0, 10)
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporary files
@@ -148,3 +152,42 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
         trainer.fit(data["train"])
         runs.append(trainer.model.state_dict())
     assert same_state(runs[0], runs[1]) and not same_state(runs[0], runs[2])
+
+
+class _Mean(nn.Module):
+    """A model that is its own Trainable: one weight pulled to the mean row number of a
+    batch; batches of fewer than 3 rows have nothing to learn from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def loss(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        if len(index) < 3:
+            return {}
+        target = torch.tensor(float(index.mean()))
+        return {"loss": (self.w - target) ** 2, "target": target}
+
+
+def test_any_trainable_with_warm_up_and_linear_decay() -> None:
+    config = TrainConfig(epochs=2, lr=0.5, schedule="linear", warmup=0.3, progress=False)
+    trainer = Trainer(_Mean(), config)
+    result = trainer.fit(Batches.shuffled(10, 4, seed=0))  # batches of 4, 4 and 2 rows
+    assert result.global_step == 6 and [s["epoch"] for s in result.steps] == [1, 1, 2, 2]
+    assert set(result.steps[0]) == {"epoch", "loss", "target"}
+    # linear decay over the 6 planned steps; the 2 skipped batches did not advance it
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (6 - 4) / (6 - 1))
+    assert result.steps[-1]["loss"] < result.steps[0]["loss"]
+
+
+def test_trainer_mistakes_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match=r"Linear has no loss\(batch\) method"):
+        Trainer(nn.Linear(2, 1))
+
+    class NoLoss:
+        def loss(self, batch: np.ndarray) -> dict[str, torch.Tensor]:
+            return {"mse": torch.zeros((), requires_grad=True)}
+
+    trainer = Trainer(nn.Linear(2, 1), TrainConfig(progress=False), objective=NoLoss())
+    with pytest.raises(ConfigError, match=r"gave \['mse'\]: no 'loss' entry"):
+        trainer.fit(Batches.shuffled(8, 4, seed=0))

@@ -3,17 +3,19 @@ the file and the key (``configs/x.toml: train.lr: Input should be a valid number
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, validate_call
 
 from knowrec.errors import ConfigError, KnowrecError, RegistryError
 from knowrec.registry import PIPELINES, load_plugins
 
 M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., None])
 
 
 class Section(BaseModel):
@@ -38,13 +40,38 @@ def validate(model: type[M], data: dict[str, Any], source: str | Path = "config"
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(f"{source}: {_problems(exc)}") from None
     except KnowrecError as exc:  # raised by a section's own checks (e.g. a registry lookup)
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def checked_init(what: str) -> Callable[[F], F]:
+    """Decorate an ``__init__`` so its arguments are checked against its annotations
+    (``Annotated[int, Field(ge=1)]``, ``Literal[...]``): the constraints live in the
+    signature, and a bad value or an unknown keyword is one ConfigError line
+    (``cross-encoder: max_tokens: Input should be greater than or equal to 8``)."""
+
+    def decorate(init: F) -> F:
+        checked = validate_call(init)
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                checked(self, *args, **kwargs)
+            except ValidationError as exc:
+                if exc.title != init.__qualname__:  # raised in the body, not by the check
+                    raise
+                raise ConfigError(f"{what}: {_problems(exc)}") from None
+
+        return __init__  # type: ignore[return-value]
+
+    return decorate
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

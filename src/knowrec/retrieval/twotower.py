@@ -19,6 +19,7 @@ FAISS; items without co-clicks (cold) are still indexed from their text.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,19 +31,21 @@ from torch.nn import functional as F
 
 from knowrec.encoders import Encoder
 from knowrec.errors import ConfigError, DataFormatError
-from knowrec.progress import progress_bar
 from knowrec.retrieval.paths import (
     VectorRecallPath,
     _nonzero_rows,
+    _plain,
     _require_columns,
     coerce_vectors,
     item_texts,
     register_recall_path,
 )
 from knowrec.similarity.coclick import coclick_counts
-from knowrec.train.checkpoint import torch_threads
+from knowrec.train import Batches, TrainConfig, Trainer, torch_threads
 
 log = logging.getLogger(__name__)
+# Parameters that do not change what a fit learns: a resume may change them.
+_RUN_TIME = ("threads", "ann_kind", "checkpoint_every", "progress", "name")
 
 
 class Tower(nn.Module):
@@ -101,6 +104,30 @@ def in_batch_softmax_loss(
     return F.cross_entropy(logits, torch.arange(len(q)))
 
 
+class _InBatchLoss:
+    """The Trainable of a fit: the in-batch softmax of a batch of co-click pairs (their
+    row numbers in ``a``/``b``); ``x`` holds the frozen text vectors."""
+
+    def __init__(
+        self,
+        model: TwoTower,
+        x: torch.Tensor,
+        a: np.ndarray,
+        b: np.ndarray,
+        log_q: torch.Tensor | None,
+        temperature: float,
+    ) -> None:
+        self.model, self.x, self.a, self.b = model, x, a, b
+        self.log_q, self.temperature = log_q, temperature
+
+    def loss(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        ai = torch.from_numpy(self.a[index])
+        bi = torch.from_numpy(self.b[index])
+        q, k = self.model(self.x[ai], self.x[bi])
+        lq = None if self.log_q is None else self.log_q[bi]
+        return {"loss": in_batch_softmax_loss(q, k, ai, bi, self.temperature, lq)}
+
+
 @register_recall_path("two_tower")
 class TwoTowerPath(VectorRecallPath):
     """Text towers on frozen MiniLM vectors, trained on co-click pairs (in-batch softmax).
@@ -110,6 +137,8 @@ class TwoTowerPath(VectorRecallPath):
     an AnnIndex). Training pairs are the co-clicks of ``interactions`` under ``rule``.
     ``threads`` caps torch's intra-op threads while training (1 by default: on a shared
     CPU more threads oversubscribe and run many times slower; None leaves torch's setting).
+    ``checkpoint_every``: with a ``checkpoint_dir`` given to :meth:`fit`, checkpoint every
+    N steps (0: only at the end).
     """
 
     def __init__(
@@ -132,6 +161,7 @@ class TwoTowerPath(VectorRecallPath):
         batch_size: int = 256,
         lr: float = 2e-3,
         weight_decay: float = 1e-5,
+        checkpoint_every: int = 0,
         threads: int | None = 1,
         ann_kind: str = "flat",
         seed: int = 0,
@@ -139,8 +169,11 @@ class TwoTowerPath(VectorRecallPath):
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
-        if steps < 1 or batch_size < 2 or temperature <= 0:
-            raise ConfigError("two_tower: need steps >= 1, batch_size >= 2 and temperature > 0")
+        if steps < 1 or batch_size < 2 or temperature <= 0 or checkpoint_every < 0:
+            raise ConfigError(
+                "two_tower: need steps >= 1, batch_size >= 2, temperature > 0 "
+                "and checkpoint_every >= 0"
+            )
         self.encoder, self.text_column, self.vectors = encoder, text_column, vectors
         self.rule, self.session_col = rule, session_col
         self.max_session_items, self.min_count, self.pair_power = (
@@ -156,6 +189,7 @@ class TwoTowerPath(VectorRecallPath):
             lr,
             weight_decay,
         )
+        self.checkpoint_every = checkpoint_every
         self.threads, self.ann_kind, self.seed, self.progress = threads, ann_kind, seed, progress
         self.model: TwoTower | None = None
         self.losses: list[float] = []
@@ -186,8 +220,19 @@ class TwoTowerPath(VectorRecallPath):
         )
 
     def fit(
-        self, interactions: pl.DataFrame | None = None, items: pl.DataFrame | None = None
+        self,
+        interactions: pl.DataFrame | None = None,
+        items: pl.DataFrame | None = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     ) -> Self:
+        """Train the towers on the co-clicks of ``interactions`` and index the items.
+
+        ``checkpoint_dir``: keep the training state there; a fit with the same data,
+        parameters and directory after an interruption continues from the last checkpoint
+        and ends with the same towers. ``on_checkpoint``: :meth:`knowrec.train.Trainer.fit`'s
+        hook."""
         ids, x = self._inputs(items)
         if not ids:
             raise DataFormatError(f"recall path {self.name!r}: no item has text to encode")
@@ -197,7 +242,7 @@ class TwoTowerPath(VectorRecallPath):
                 f"recall path {self.name!r}: no co-click pairs among the items with text"
             )
         with torch_threads(self.threads):
-            self.model = self._train(x, pairs)
+            self.model = self._train(x, pairs, checkpoint_dir, on_checkpoint)
             self.model.eval()
             with torch.no_grad():
                 xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -206,7 +251,13 @@ class TwoTowerPath(VectorRecallPath):
         self._set_vectors(ids, k, q)
         return self
 
-    def _train(self, x: np.ndarray, pairs: pl.DataFrame) -> TwoTower:
+    def _train(
+        self,
+        x: np.ndarray,
+        pairs: pl.DataFrame,
+        checkpoint_dir: str | Path | None,
+        on_checkpoint: Callable[[dict[str, Any]], None] | None,
+    ) -> TwoTower:
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         a = pairs["a"].to_numpy()
@@ -219,24 +270,36 @@ class TwoTowerPath(VectorRecallPath):
             log_q = torch.from_numpy(np.log(np.maximum(freq, 1e-12)).astype(np.float32))
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         model = TwoTower(x.shape[1], self.hidden, self.dim, self.dropout)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         batch = min(self.batch_size, len(a)) if len(a) >= 2 else 2
-        draws = rng.choice(len(a), size=(self.steps, batch), p=p)
-        model.train()
-        self.losses = []
-        with progress_bar("two-tower training", total=self.steps, enabled=self.progress) as bar:
-            for step in range(self.steps):
-                idx = draws[step]
-                ai = torch.from_numpy(a[idx])
-                bi = torch.from_numpy(b[idx])
-                q, k = model(xt[ai], xt[bi])
-                lq = None if log_q is None else log_q[bi]
-                loss = in_batch_softmax_loss(q, k, ai, bi, self.temperature, lq)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                self.losses.append(loss.item())
-                bar.advance()
+        # One "epoch" of ``steps`` batches, drawn in advance ∝ count^pair_power.
+        draws = list(rng.choice(len(a), size=(self.steps, batch), p=p))
+        config = TrainConfig(
+            epochs=1,
+            batch_size=batch,
+            lr=self.lr,
+            optimizer="adamw",
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            patience=0,
+            restore_best=False,
+            checkpoint_every=self.checkpoint_every,
+            progress=self.progress,
+        )
+        params = {k: v for k, v in self.get_params().items() if _plain(v) and k not in _RUN_TIME}
+        trainer = Trainer(
+            model,
+            config,
+            objective=_InBatchLoss(model, xt, a, b, log_q, self.temperature),
+            params=params,
+            checkpoint_dir=checkpoint_dir,
+            name="two-tower training",
+        )
+        result = trainer.fit(
+            Batches(len(a), lambda _epoch: draws),
+            resume=checkpoint_dir is not None,
+            on_checkpoint=on_checkpoint,
+        )
+        self.losses = [step["loss"] for step in result.steps]
         log.info(
             "two-tower: %d pairs, %d steps, loss %.3f → %.3f",
             len(a),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Iterator
@@ -17,10 +18,13 @@ from knowrec.errors import ConfigError
 
 
 def rng_state() -> dict[str, Any]:
-    """The torch, NumPy (global) and Python ``random`` generator states."""
+    """The torch (and CUDA, once used), NumPy (global) and Python ``random`` generator
+    states."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     version, internal, gauss_next = random.getstate()
+    cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}
     return {
+        **cuda,
         "torch": torch.get_rng_state(),
         "numpy": {
             "kind": kind,
@@ -41,6 +45,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+    if "cuda" in state:  # GPU dropout
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def seed_everything(seed: int) -> None:
@@ -78,6 +84,15 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no checkpoint") from None
     except Exception as exc:
         raise ConfigError(f"{path}: not a readable checkpoint ({exc})") from None
+
+
+def json_data(value: Any, what: str) -> Any:
+    """``value`` as JSON data (tuples become lists), or a ConfigError naming ``what``: the
+    configuration a checkpoint stores must be plain data, never a ``repr``."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON data: {exc}") from None
 
 
 @contextmanager

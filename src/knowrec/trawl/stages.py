@@ -146,7 +146,7 @@ def fit_and_score(
     """Train one model; validation and test AUC / LogLoss."""
     from knowrec.features import FeatureMap, KnowledgeTable
     from knowrec.models import JointLoss, build_backbone
-    from knowrec.train import TrainConfig, Trainer, seed_everything
+    from knowrec.train import CTRTrainer, TrainConfig, seed_everything
 
     seed_everything(seed)
     spec = feature_spec(data, cfg.features, max_len=cfg.protocol.max_len)
@@ -176,7 +176,7 @@ def fit_and_score(
         user_partners=fmap.partner_index("user", partners["user"]),
         item_partners=fmap.partner_index("item", partners["item"]),
     )
-    trainer = Trainer(
+    trainer = CTRTrainer(
         model, TrainConfig(**{**cfg.train, "seed": seed}), loss=loss, checkpoint_dir=work
     )
     trainer.fit(enc["train"], enc["valid"], resume=True)
