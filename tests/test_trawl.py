@@ -31,7 +31,7 @@ def small_config(tables: Path | None = None, **update: Any) -> TrawlConfig:
 
 def test_runs_reports_and_reuses_its_stages(tmp_path: Path) -> None:
     cfg = small_config(knowledge=demo_config().knowledge.model_copy(update={"methods": ["none"]}))
-    cfg = cfg.model_copy(update={"train": {**cfg.train, "epochs": 2}})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})})
     first = run_trawl(cfg, tmp_path / "run")
 
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -59,7 +59,7 @@ def test_a_new_encoder_retrains_the_models_that_read_its_vectors(tmp_path: Path)
 
     knowledge = demo_config().knowledge.model_copy(update={"methods": ["none", "raw"]})
     cfg = small_config(knowledge=knowledge.model_copy(update={"sides": ["item"]}))
-    cfg = cfg.model_copy(update={"train": {**cfg.train, "epochs": 1}})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1})})
     run_trawl(cfg, tmp_path / "run")
     copy = shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), tmp_path / "encoder")
     run_trawl(cfg.model_copy(update={"encoder": str(copy)}), tmp_path / "run")

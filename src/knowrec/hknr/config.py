@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from knowrec.config import Section
 from knowrec.data.config import DataConfig
 from knowrec.hknr.recall import RecallSettings
+from knowrec.train.config import TrainConfig
 
 
 class NewsData(DataConfig):
@@ -56,18 +57,19 @@ class HknrConfig(Section):
     recall: RecallSettings = RecallSettings()
     graph: GraphSettings = GraphSettings()
     ranker: RankerSettings = RankerSettings()
-    train: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "epochs": 10,
-            "batch_size": 1024,
-            "lr": 1e-3,
-            "optimizer": "adamw",
-            "weight_decay": 1e-4,
-            "warmup": 0.05,
-            "grad_clip": 5.0,
-            "patience": 2,
-            "monitor": "mrr",
-        }
+    # The paper's optimisation: AdamW, cosine decay after a warm-up, batch 1024, clipping 5.0,
+    # early stopping (on MRR: impressions hold ~6 candidates, too few for NDCG@10).
+    train: TrainConfig = TrainConfig(
+        epochs=10,
+        batch_size=1024,
+        lr=1e-3,
+        optimizer="adamw",
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup=0.05,
+        grad_clip=5.0,
+        patience=2,
+        monitor="mrr",
     )
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     ablations: bool = True

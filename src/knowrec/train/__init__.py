@@ -1,9 +1,36 @@
 """Training: one trainer for every torch model (early stopping, full-state checkpoints,
-exact resume) and its set-up for CTR models."""
+exact resume) and its set-up for CTR models. ``TrainConfig`` imports without torch; the
+rest loads on first use."""
 
-from knowrec.train.checkpoint import seed_everything, torch_threads
-from knowrec.train.ctr import CTRObjective, CTRTrainer
-from knowrec.train.trainer import Batches, FitResult, Trainable, TrainConfig, Trainer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from knowrec.train.config import TrainConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from knowrec.train.checkpoint import seed_everything, torch_threads
+    from knowrec.train.ctr import CTRObjective, CTRTrainer
+    from knowrec.train.trainer import Batches, FitResult, Trainable, Trainer
+
+_WHERE = {
+    "seed_everything": "checkpoint",
+    "torch_threads": "checkpoint",
+    "CTRObjective": "ctr",
+    "CTRTrainer": "ctr",
+    "Batches": "trainer",
+    "FitResult": "trainer",
+    "Trainable": "trainer",
+    "Trainer": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"knowrec.train.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'knowrec.train' has no attribute {name!r}")
+
 
 __all__ = [
     "Batches",

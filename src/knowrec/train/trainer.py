@@ -33,14 +33,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
-from knowrec.config import Section
 from knowrec.errors import ConfigError
 from knowrec.progress import progress_bar
 from knowrec.train.checkpoint import (
@@ -52,6 +50,7 @@ from knowrec.train.checkpoint import (
     set_rng_state,
     torch_threads,
 )
+from knowrec.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -59,38 +58,6 @@ CHECKPOINT_FORMAT = 2
 # Settings that change the trajectory: a resume must use the same ones.
 _TRAJECTORY = ("batch_size", "lr", "optimizer", "weight_decay", "seed", "grad_clip")
 _TRAJECTORY += ("schedule", "warmup")
-
-
-class TrainConfig(Section):
-    """Training settings (defaults: TRAWL's published ones, batch 256, lr 1e-4).
-
-    ``patience``: epochs without a gain of the monitored validation metric (> ``min_delta``)
-    before stopping, 0 = never stop early. ``monitor``: that metric, a key of what
-    ``validate()`` returns (higher is better). ``schedule``: the learning rate after a
-    linear warm-up over the first ``warmup`` share of the steps: ``constant``, or
-    ``linear`` decay to 0 at the last step. ``checkpoint_every``: also checkpoint every N
-    steps (0 = at epoch ends only). ``weight_decay``: the optimiser's default (a parameter
-    group may set its own). ``threads``: torch intra-op threads while training.
-    ``batch_size`` and ``eval_batch_size`` are read by whoever makes the batches.
-    """
-
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(256, ge=2)
-    lr: float = Field(1e-4, gt=0)
-    optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "linear"] = "constant"
-    warmup: float = Field(0.0, ge=0, lt=1)
-    grad_clip: float | None = Field(None, gt=0)
-    seed: int = 0
-    patience: int = Field(2, ge=0)
-    monitor: str = "auc"
-    min_delta: float = Field(0.0, ge=0)
-    restore_best: bool = True
-    checkpoint_every: int = Field(0, ge=0)
-    eval_batch_size: int = Field(8192, ge=1)
-    progress: bool = True
-    threads: int | None = Field(None, ge=1)
 
 
 class Trainable(Protocol):
@@ -295,14 +262,19 @@ class Trainer:
             return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _scheduler(self, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-        """Linear warm-up over ``warmup`` of the ``total`` steps, then constant or linear
-        decay to 0 (a factor of exactly 1 when neither applies)."""
+        """Linear warm-up over ``warmup`` of the ``total`` steps, then constant, linear or
+        cosine decay to 0 (a factor of exactly 1 when neither applies)."""
         warm = max(1, int(self.config.warmup * total))
-        decay = self.config.schedule == "linear"
+        schedule = self.config.schedule
 
         def factor(step: int) -> float:
-            after = max(0.0, (total - step) / max(1, total - warm)) if decay else 1.0
-            return min((step + 1) / warm, after)
+            left = max(0.0, (total - step) / max(1, total - warm))  # 1 → 0 after warm-up
+            after = {
+                "constant": 1.0,
+                "linear": left,
+                "cosine": 0.5 - 0.5 * math.cos(math.pi * left),
+            }
+            return min((step + 1) / warm, after[schedule])
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 

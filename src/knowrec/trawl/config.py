@@ -12,6 +12,7 @@ from knowrec.config import Section, validate
 from knowrec.data.config import DataConfig
 from knowrec.errors import ConfigError
 from knowrec.models.config import EmbeddingConfig
+from knowrec.train.config import TrainConfig
 
 
 class ProtocolConfig(Section):
@@ -72,7 +73,7 @@ class TrawlConfig(Section):
     backbones: list[str] = Field(default_factory=lambda: ["din", "dien", "deepfm"])
     backbone_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     embedding: EmbeddingConfig = EmbeddingConfig()
-    train: dict[str, Any] = Field(default_factory=dict)  # knowrec.train.TrainConfig
+    train: TrainConfig = TrainConfig()  # seed is set per job
     w1: float = 0.004
     w2: float = 0.008
     tau: float = 0.15

@@ -146,7 +146,7 @@ def fit_and_score(
     """Train one model; validation and test AUC / LogLoss."""
     from knowrec.features import FeatureMap, KnowledgeTable
     from knowrec.models import JointLoss, build_backbone
-    from knowrec.train import CTRTrainer, TrainConfig, seed_everything
+    from knowrec.train import CTRTrainer, seed_everything
 
     seed_everything(seed)
     spec = feature_spec(data, cfg.features, max_len=cfg.protocol.max_len)
@@ -177,7 +177,7 @@ def fit_and_score(
         item_partners=fmap.partner_index("item", partners["item"]),
     )
     trainer = CTRTrainer(
-        model, TrainConfig(**{**cfg.train, "seed": seed}), loss=loss, checkpoint_dir=work
+        model, cfg.train.model_copy(update={"seed": seed}), loss=loss, checkpoint_dir=work
     )
     trainer.fit(enc["train"], enc["valid"], resume=True)
     model.save(work / "model", fmap)  # reloads by path: CTRModel.load(work / "model")
