@@ -8,8 +8,8 @@ from typing import Any, Literal
 from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError, DataFormatError
 
-Format = Literal["auto", "knowrec", "movielens", "mind", "ebnerd", "table"]
-FORMATS = ("knowrec", "movielens", "mind", "ebnerd", "table")
+Format = Literal["auto", "knowrec", "movielens", "mind", "nemig", "ebnerd", "table"]
+FORMATS = ("knowrec", "movielens", "mind", "nemig", "ebnerd", "table")
 
 
 def detect_format(path: str | Path) -> str:
@@ -23,7 +23,9 @@ def detect_format(path: str | Path) -> str:
     if "interactions.parquet" in names:
         return "knowrec"
     if {"behaviors.tsv", "news.tsv"} <= names:
-        return "mind"
+        from knowrec.data.nemig import is_nemig
+
+        return "nemig" if is_nemig(p) else "mind"  # NeMig: MIND without the time column
     if {"behaviors.parquet", "articles.parquet"} <= names:
         return "ebnerd"
     if "movies.dat" in names or "ratings.csv" in names:
@@ -47,6 +49,10 @@ def load_dataset(path: str | Path, format: Format = "auto", **options: Any) -> D
         from knowrec.data.mind import load_mind
 
         return load_mind(path)
+    if fmt == "nemig":
+        from knowrec.data.nemig import load_nemig
+
+        return load_nemig(path, **options)
     if fmt == "ebnerd":
         from knowrec.data.ebnerd import load_ebnerd
 

@@ -173,11 +173,17 @@ def _fail_at(mask: pl.Series, path: Path, column: str, message: str, values: pl.
         )
 
 
-def read_behaviors(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse ``behaviors.tsv`` → (history rows, impression rows), both canonical-shaped."""
-    raw = read_tsv(path, BEHAVIOR_COLUMNS)
+def read_behaviors(
+    path: Path, columns: tuple[str, ...] = BEHAVIOR_COLUMNS
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse ``behaviors.tsv`` → (history rows, impression rows), both canonical-shaped.
+
+    ``columns`` without ``Time`` (NeMig's 4-column layout) gives null impression times.
+    """
+    raw = read_tsv(path, columns)
     for col in ("ImpressionID", "UserID", "Time", "Impressions"):
-        _fail_at(raw[col].is_null(), path, col, "empty field", raw[col])
+        if col in columns:
+            _fail_at(raw[col].is_null(), path, col, "empty field", raw[col])
     ids = raw["ImpressionID"].str.strip_chars()
     _fail_at(
         ids.cast(pl.Int64, strict=False).is_null(),
@@ -193,21 +199,10 @@ def read_behaviors(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         "duplicate impression id {value!r}",
         ids,
     )
-    ts = raw["Time"].str.strip_chars().str.strptime(TIME, TIME_FORMAT, strict=False)
-    _fail_at(
-        ts.is_null(),
-        path,
-        "Time",
-        "malformed time {value!r}; expected M/D/YYYY h:mm:ss AM/PM",
-        raw["Time"],
-    )
-    _fail_at(
-        (ts < MIN_TIME) | (ts >= MAX_TIME),
-        path,
-        "Time",
-        f"time {{value!r}} is outside {MIN_TIME:%Y}..{MAX_TIME:%Y}",
-        raw["Time"],
-    )
+    if "Time" in columns:
+        ts = _read_times(raw["Time"], path)
+    else:
+        ts = pl.Series("timestamp", [None] * raw.height, dtype=TIME)
     base = pl.DataFrame(
         {
             "row": pl.int_range(0, raw.height, eager=True, dtype=pl.UInt32),
@@ -275,6 +270,25 @@ def read_behaviors(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         "impression_id",
     )
     return history, impressions
+
+
+def _read_times(values: pl.Series, path: Path) -> pl.Series:
+    ts = values.str.strip_chars().str.strptime(TIME, TIME_FORMAT, strict=False)
+    _fail_at(
+        ts.is_null(),
+        path,
+        "Time",
+        "malformed time {value!r}; expected M/D/YYYY h:mm:ss AM/PM",
+        values,
+    )
+    _fail_at(
+        (ts < MIN_TIME) | (ts >= MAX_TIME),
+        path,
+        "Time",
+        f"time {{value!r}} is outside {MIN_TIME:%Y}..{MAX_TIME:%Y}",
+        values,
+    )
+    return ts
 
 
 def read_news(path: Path) -> pl.DataFrame:
