@@ -115,6 +115,28 @@ def movielens_spec(*, ratings: bool = True, max_len: int = 10) -> FeatureSpec:
     )
 
 
+def data_spec(
+    samples: pl.DataFrame,
+    *,
+    users: pl.DataFrame | None = None,
+    items: pl.DataFrame | None = None,
+    max_len: int = 10,
+) -> FeatureSpec:
+    """:func:`movielens_spec` cut to what the data has (a click log of your own may have
+    no profile, genres or ratings): the profile fields and genres that the samples or the
+    users / items tables carry, the history ratings when the samples have them."""
+    have = set(samples.columns)
+    for table in (users, items):
+        have |= set() if table is None else set(table.columns)
+    full = movielens_spec(ratings="hist_ratings" in samples.columns, max_len=max_len)
+    return full.model_copy(
+        update={
+            "categorical": tuple(f for f in full.categorical if f.name in have),
+            "multi_valued": tuple(f for f in full.multi_valued if f.name in have),
+        }
+    )
+
+
 # --------------------------------------------------------------------------- knowledge
 
 

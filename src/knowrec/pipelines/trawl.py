@@ -27,7 +27,6 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 from rich.console import Console
-from rich.table import Table
 
 from knowrec.config import Section, load_config
 from knowrec.data.config import DataConfig, load_data
@@ -36,7 +35,7 @@ from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
 from knowrec.metrics import auc, log_loss
 from knowrec.report import Section as ReportSection
-from knowrec.report import fmt_value, mean_std, write_report
+from knowrec.report import mean_std, print_rows, summary_figure, write_report
 from knowrec.runs import Run
 
 log = logging.getLogger(__name__)
@@ -202,12 +201,14 @@ def fit_and_score(
     work: Path,
 ) -> dict[str, float]:
     """Train one model; validation and test AUC / LogLoss."""
-    from knowrec.features import FeatureMap, KnowledgeTable, movielens_spec
+    from knowrec.features import FeatureMap, KnowledgeTable, data_spec
     from knowrec.models import JointLoss, build_backbone
     from knowrec.train import TrainConfig, Trainer, seed_everything
 
     seed_everything(seed)
-    spec = movielens_spec(max_len=cfg.protocol.max_len)
+    spec = data_spec(
+        samples["train"], users=data.users, items=data.items, max_len=cfg.protocol.max_len
+    )
     knowledge = {}
     if vectors is not None:
         knowledge = {s: KnowledgeTable(np.asarray(ids), v) for s, (ids, v) in vectors.items()}
@@ -246,6 +247,7 @@ def fit_and_score(
     if 0 < y[cold].sum() < cold.sum():  # both labels among the cold items' test samples
         p = trainer.predict(enc["test"])
         out |= {"test_cold_auc": auc(y[cold], p[cold]), "test_cold_samples": int(cold.sum())}
+        out["test_warm_auc"] = auc(y[~cold], p[~cold])
     return out
 
 
@@ -423,10 +425,20 @@ def summarise(
             if "test_cold_auc" in sel.columns:
                 row[f"{backbone} cold AUC"] = mean_std(sel["test_cold_auc"].drop_nulls().to_list())
         table1.append(row)
+    warm_cold = {"warm items": "test_warm_auc", "cold items": "test_cold_auc"}
+    figures = [
+        summary_figure(default, "method", "test_auc", hue="backbone", ylabel="test AUC",
+                       title="test AUC by method (mean ± std over seeds)"),
+        summary_figure(default, "method", warm_cold, ylabel="test AUC",
+                       title="warm vs cold items (mean ± std over backbones and seeds)"),
+    ]  # fmt: skip
     sections = [
         ReportSection("Protocol", notes=protocol_text(cfg)),
         ReportSection(
-            "Table 1 — knowledge method × backbone (test, mean ± std over seeds)", table1
+            "Table 1 — knowledge method × backbone (test, mean ± std over seeds)",
+            table1,
+            figures=[f for f in figures if f is not None],
+            missing="undefined: no test sample of cold items with both labels",
         ),
         ReportSection("Floors", floor_rows),
     ]
@@ -490,9 +502,4 @@ def adapted_item_vectors(
 
 
 def print_table(console: Console, section: ReportSection) -> None:
-    table = Table(title=section.title)
-    for col in section.rows[0]:
-        table.add_column(col)
-    for row in section.rows:
-        table.add_row(*(fmt_value(v) for v in row.values()))
-    console.print(table)
+    print_rows(console, section.title, section.rows, missing=section.missing)

@@ -725,7 +725,9 @@ class CrossEncoderRanker:
         net.train()
         for module in frozen:
             module.eval()  # no dropout where nothing learns (as in the cached path)
-        with progress_bar("cross-encoder training", total=steps, enabled=self.progress) as bar:
+        with progress_bar(
+            "cross-encoder training", total=steps, enabled=self.progress, unit="steps"
+        ) as bar:
             for epoch in range(self.epochs):
                 for idx in self._batches(groups, rng):
                     sel = torch.from_numpy(idx).to(device)

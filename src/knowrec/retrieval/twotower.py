@@ -224,7 +224,9 @@ class TwoTowerPath(VectorRecallPath):
         draws = rng.choice(len(a), size=(self.steps, batch), p=p)
         model.train()
         self.losses = []
-        with progress_bar("two-tower training", total=self.steps, enabled=self.progress) as bar:
+        with progress_bar(
+            "two-tower training", total=self.steps, enabled=self.progress, unit="steps"
+        ) as bar:
             for step in range(self.steps):
                 idx = draws[step]
                 ai = torch.from_numpy(a[idx])
