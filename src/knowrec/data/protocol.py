@@ -200,7 +200,7 @@ def label_expr(rule: str | pl.Expr | None, inter: pl.DataFrame) -> pl.Expr:
     if rule is None:
         rule = "label == 1" if "label" in inter.columns else "rating > 3"
     if is_implicit(rule):
-        return pl.lit(1, dtype=pl.Int8)
+        return pl.repeat(1, pl.len(), dtype=pl.Int8)
     if isinstance(rule, str):
         match = _RULE.match(rule)
         if not match:
