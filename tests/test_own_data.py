@@ -180,7 +180,7 @@ def test_new_user_clicks_to_http(tmp_path: Path) -> None:
             "--out", "data", cwd=tmp_path,
         )
     )  # fmt: skip
-    assert "items.csv: rows for 40 of 40 items (100.0%)" in out
+    assert "items.csv: rows for 40 of 40 logged items (100.0%)" in out
     assert re.search(r"wrote data: 6\d\d interactions, 60 users, 40 items", out), out
     stats = json.loads(ok(knowrec("data", "inspect", "data", "--json", cwd=tmp_path)))
     assert stats["text"]["coverage"] == 1.0 and stats["positives"] == stats["interactions"]

@@ -222,7 +222,7 @@ def data_inspect(
             rows += [{"statistic": f"text.{k}", "value": v} for k, v in value.items()]
         elif key not in ("source", "format"):
             rows.append({"statistic": key, "value": value})
-    print_rows(console, f"{path} ({stats['format']})", rows)
+    print_rows(console, f"{path} ({stats['format']})", rows, missing="not applicable here")
 
 
 @data_app.command("convert")

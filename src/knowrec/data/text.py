@@ -74,18 +74,18 @@ class JoinReport:
 
     def __str__(self) -> str:
         """One line: coverage, examples of items without a row, rows that matched none."""
-        noun = "rows" if self.what == "items" else "texts"
+        items = "logged items" if self.what == "items" else "items"
         rules = "".join(f"; {n:,} by {r}" for r, n in self.by_rule.items() if r != "id")
         text = (
-            f"{Path(self.source).name}: {noun} for {self.matched:,} of {self.items:,} "
-            f"items ({self.coverage:.1%}{rules})"
+            f"{Path(self.source).name}: {'rows' if self.what == 'items' else 'texts'} for "
+            f"{self.matched:,} of {self.items:,} {items} ({self.coverage:.1%}{rules})"
         )
         if self.unmatched_examples:
             text += f"; none for {', '.join(self.unmatched_examples[:5])}"
             text += " …" if self.items - self.matched > 5 else ""
         if self.unused_rows:
             examples = ", ".join(self.unused_examples[:5])
-            text += f"; {self.unused_rows:,} row(s) match no item (e.g. {examples})"
+            text += f"; {self.unused_rows:,} row(s) match no {items[:-1]} (e.g. {examples})"
         return text
 
     def to_dict(self) -> dict[str, object]:
