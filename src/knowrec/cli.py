@@ -8,9 +8,9 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.console import Console
 from knowrec.data import FORMATS, Dataset
 from knowrec.errors import ConfigError, KnowrecError
 from knowrec.report import print_rows
+
+if TYPE_CHECKING:
+    from knowrec.data.config import DataConfig
 
 app = typer.Typer(
     help="LLM-assisted, knowledge-enhanced recommendation.",
@@ -35,6 +38,7 @@ notes = Console(stderr=True)
 
 # --------------------------------------------------------------------------- data options
 
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"auto | {' | '.join(FORMATS)}")]
 MapOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -71,18 +75,18 @@ class DataOptions:
     column mappings and items file of a table log, the item-text join. Commands get them
     with :func:`data_options`; they mean what ``[data]`` means in a config."""
 
-    format: str = "auto"
-    map_: list[str] | None = None
-    items: Path | None = None
-    item_map: list[str] | None = None
-    text: Path | None = None
-    text_on: str = "id"
-    text_columns: str = "text"
-    id_column: str = "item_id"
-    title_column: str = "title"
-    year_column: str = "year"
+    format: str = field(default="auto", metadata={"option": FormatOpt})
+    map_: list[str] | None = field(default=None, metadata={"option": MapOpt})
+    items: Path | None = field(default=None, metadata={"option": ItemsOpt})
+    item_map: list[str] | None = field(default=None, metadata={"option": ItemMapOpt})
+    text: Path | None = field(default=None, metadata={"option": TextOpt})
+    text_on: str = field(default="id", metadata={"option": TextOnOpt})
+    text_columns: str = field(default="text", metadata={"option": TextColsOpt})
+    id_column: str = field(default="item_id", metadata={"option": IdColOpt})
+    title_column: str = field(default="title", metadata={"option": TitleColOpt})
+    year_column: str = field(default="year", metadata={"option": YearColOpt})
 
-    def config(self, source: Path) -> Any:
+    def config(self, source: Path) -> DataConfig:
         """The ``[data]`` section these options stand for."""
         from knowrec.config import validate
         from knowrec.data.config import DataConfig
@@ -91,6 +95,8 @@ class DataOptions:
             raise ConfigError(
                 f"unknown format {self.format!r}; known formats are {', '.join(FORMATS)}"
             )
+        if self.text_on not in ("id", "title_year"):
+            raise ConfigError(f"--text-on is 'id' or 'title_year', not {self.text_on!r}")
         settings = {
             "source": str(source),
             "format": None if self.format == "auto" else self.format,
@@ -104,7 +110,7 @@ class DataOptions:
             "title_column": self.title_column,
             "year_column": self.year_column or None,
         }
-        return validate(DataConfig, settings, source="options")
+        return validate(DataConfig, settings, source="the data options")
 
     def load(self, source: Path, *, quiet: bool = False) -> Dataset:
         """The data set; a line on each joined file (items, texts) is printed (on stderr
@@ -127,20 +133,6 @@ def _pairs(option: str, values: list[str] | None) -> dict[str, str] | None:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-_DATA_OPTION_TYPES: dict[str, Any] = {
-    "format": Annotated[str, typer.Option("--format", "-f", help=f"auto | {' | '.join(FORMATS)}")],
-    "map_": MapOpt,
-    "items": ItemsOpt,
-    "item_map": ItemMapOpt,
-    "text": TextOpt,
-    "text_on": TextOnOpt,
-    "text_columns": TextColsOpt,
-    "id_column": IdColOpt,
-    "title_column": TitleColOpt,
-    "year_column": YearColOpt,
-}
-
-
 def data_options(command: Callable[..., None]) -> Callable[..., None]:
     """Give ``command`` the shared data options: its ``data_opts`` parameter (a
     :class:`DataOptions`) becomes the individual options on the command line."""
@@ -148,7 +140,7 @@ def data_options(command: Callable[..., None]) -> Callable[..., None]:
     own = [p for p in signature.parameters.values() if p.name != "data_opts"]
     keyword = inspect.Parameter.KEYWORD_ONLY
     added = [
-        inspect.Parameter(f.name, keyword, default=f.default, annotation=_DATA_OPTION_TYPES[f.name])
+        inspect.Parameter(f.name, keyword, default=f.default, annotation=f.metadata["option"])
         for f in fields(DataOptions)
     ]
 

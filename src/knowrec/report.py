@@ -29,8 +29,8 @@ DEFAULT_MISSING = "no value: not measured in this run"
 
 
 def is_missing(value: object) -> bool:
-    """None or a float NaN."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None or a float NaN (numpy floats included)."""
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
 
 
 def fmt_value(value: object) -> str:
@@ -38,11 +38,11 @@ def fmt_value(value: object) -> str:
     (None, NaN) as ``—``."""
     if is_missing(value):
         return MISSING
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return str(value)
-    if isinstance(value, float):
+    if isinstance(value, float | np.floating):
         return f"{value:.4g}"
-    if isinstance(value, int):
+    if isinstance(value, int | np.integer):
         return f"{value:,}"
     return str(value)
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 import polars as pl
 
+from knowrec.data.generic import Table, _unique_ids
 from knowrec.data.tables import Dataset, conform
 from knowrec.errors import ConfigError, DataFormatError
 
@@ -60,7 +61,7 @@ class JoinReport:
     the file's rows that matched no item."""
 
     source: str = ""
-    what: str = "texts"
+    what: Literal["texts", "items"] = "texts"  # item texts, or an items table
     items: int = 0
     matched: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
@@ -115,15 +116,6 @@ def item_coverage(
     )
 
 
-def read_text_table(path: str | Path) -> pl.DataFrame:
-    """Read a UTF-8 CSV/TSV or a Parquet table of item texts with all columns as strings
-    (errors name the file, line and column, as for interaction tables)."""
-    from knowrec.data.generic import Table
-
-    frame = Table.read(path).df
-    return frame.with_columns(pl.col(c).cast(pl.String) for c in frame.columns)
-
-
 def compose_text(df: pl.DataFrame, columns: list[str], *, path: str | Path) -> pl.Series:
     """One text per row: the first column as is, the others as ``"Column: value."`` lines."""
     missing = [c for c in columns if c not in df.columns]
@@ -162,8 +154,6 @@ def join_item_text(
     bracketed alternative titles, then a title that is unique on both sides whatever its
     year.
     """
-    from knowrec.data.generic import Table, _unique_ids
-
     source = Table.read(path)
     table = source.df.with_columns(pl.col(c).cast(pl.String) for c in source.df.columns)
     texts = compose_text(table, text_columns, path=path).to_list()
