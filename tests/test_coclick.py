@@ -70,3 +70,20 @@ def test_bad_config() -> None:
         coclick_counts(pl.DataFrame({"item_id": ["a"]}))
     with pytest.raises(ConfigError, match="timestamp"):
         coclick_counts(pl.DataFrame({"item_id": ["a"], "session_id": ["s"]}), windows_days=[7])
+
+
+def test_implicit_rule_counts_every_click() -> None:
+    t = datetime(2024, 1, 1)
+    clicks = pl.DataFrame(
+        {
+            "session_id": ["s1", "s1", "s1", "s2", "s2"],
+            "item_id": ["a", "b", "c", "a", "b"],
+            "timestamp": [t + timedelta(minutes=m) for m in range(5)],
+        }
+    )
+    counts = coclick_counts(clicks, rule="all")
+    assert counts.equals(coclick_counts(clicks, rule=None))
+    pairs = {(r["item_a"], r["item_b"]): r["count"] for r in counts.iter_rows(named=True)}
+    assert pairs[("a", "b")] == 2 and pairs[("a", "c")] == 1
+    with pytest.raises(ConfigError, match="use the rule 'all'"):
+        coclick_counts(clicks, rule="rating >= 4")

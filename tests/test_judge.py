@@ -391,7 +391,7 @@ def test_cli_evaluate_prints_accuracy_and_writes_scores(
     )
     data = tiny_dataset(tmp_path / "data")
     out = tmp_path / "scores.parquet"
-    args = ["judge", "evaluate", "--golden", str(golden), "--items", str(data)]
+    args = ["judge", "evaluate", "--golden", str(golden), "--data", str(data)]
     args += ["--backend", "scripted", "--cache", str(tmp_path / "c.sqlite"), "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--variants", "a,c", "--limit-triggers", "1"])
     assert result.exit_code == 0, result.output

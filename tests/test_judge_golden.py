@@ -79,6 +79,17 @@ def test_ids_stay_strings_labels_normalised_extras_kept(tmp_path: Path) -> None:
     assert load_golden(path).equals(g)
 
 
+def test_three_columns_and_1_0_labels_are_enough(tmp_path: Path) -> None:
+    g = load_golden(write(tmp_path, "trigger_id,candidate_id,label\n1,2,1\n1,3,0\n1,4,good\n"))
+    assert g.columns == ["trigger_id", "candidate_id", "label", "kind", "note"]
+    assert g["label"].to_list() == ["Good", "Bad", "Good"]
+    assert g["kind"].to_list() == ["unspecified"] * 3 and g["note"].null_count() == 3
+    g = load_golden(write(tmp_path, HEADER + "1,2,0,,\n"))  # an empty kind is unspecified
+    assert g.row(0) == ("1", "2", "Bad", "unspecified", None)
+    with pytest.raises(DataFormatError, match="unknown label '2'; expected Good or Bad"):
+        load_golden(write(tmp_path, "trigger_id,candidate_id,label\n1,2,2\n"))
+
+
 def test_notes_are_flattened_to_one_line(tmp_path: Path) -> None:
     g = golden_frame().with_columns(note=pl.lit("two\nlines"))
     text = save_golden(g, tmp_path / "g.csv").read_text()
@@ -105,7 +116,6 @@ BAD_FILES = [
         "candidate_id = '7')",
     ),
     (HEADER + " ,2,Good,easy_good,\n", "line 2, column 'trigger_id': empty item id"),
-    (HEADER + "1,2,Good,,\n", "line 2, column 'kind': an empty kind"),
     (HEADER + "1,2,Good,Hard Pair,\n", "line 2, column 'kind': kind 'Hard Pair' is not a lowerc"),
     (HEADER + "1,2,Good,easy_good\n", "line 2: expected 5 comma-separated fields, found 4"),
     ("trigger_id,label,label\n", "line 1: the header has the column 'label' twice"),
@@ -166,8 +176,7 @@ def test_validate_and_save_check_in_memory_sets(tmp_path: Path) -> None:
     assert not (tmp_path / "g.csv").exists()
     with pytest.raises(DataFormatError, match="line 3, column 'label': unknown label 'ok'"):
         validate_golden(g.with_columns(label=pl.Series(["Good", "ok", "Bad", "Bad", "Good", "G"])))
-    with pytest.raises(DataFormatError, match=r"missing column\(s\) \['kind'\]"):
-        validate_golden(g.drop("kind"))
+    assert validate_golden(g.drop("kind"))["kind"].unique().to_list() == ["unspecified"]
 
 
 def test_load_pairs_needs_only_the_ids(tmp_path: Path) -> None:
@@ -304,7 +313,7 @@ def run_label(tmp_path: Path, answers: str, pairs: str = PAIRS) -> tuple[str, Pa
     data = tiny_dataset(tmp_path / "data")
     (tmp_path / "pairs.csv").write_text(pairs)
     out = tmp_path / "labels.csv"
-    args = ["judge", "label", "--pairs", str(tmp_path / "pairs.csv"), "--items", str(data)]
+    args = ["judge", "label", "--pairs", str(tmp_path / "pairs.csv"), "--data", str(data)]
     result = CliRunner().invoke(app, [*args, "--out", str(out), "--chars", "60"], input=answers)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception

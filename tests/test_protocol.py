@@ -182,3 +182,28 @@ def test_sample_negatives_window_and_never_seen() -> None:
         assert min(gaps) <= 2 * 3600
     again = sample_negatives(log, window_hours=2, per_positive=2, seed=0)
     assert again.equals(out)
+
+
+def test_implicit_feedback_every_row_counts_and_ctr_samples_get_negatives() -> None:
+    log = random_log(3, n=300, users=10, items=40).drop("rating")  # a click log
+    assert log.select(label_expr("all", log)).to_series().to_list() == [1] * log.height
+    with pytest.raises(ConfigError, match=r"needs the column 'rating'.*use the rule 'all'"):
+        label_expr("rating > 3", log)
+    samples = ctr_samples(log, label="all", negatives=2, max_len=4, seed=1)
+    positives = samples.filter(pl.col("label") == 1)
+    negatives = samples.filter(pl.col("label") == 0)
+    assert positives.select("user_id", "item_id", "timestamp").equals(
+        log.select("user_id", "item_id", "timestamp")
+    )  # every click, in input order, each followed by its negatives
+    assert negatives.height > 1.8 * log.height
+    seen = set(zip(log["user_id"], log["item_id"], strict=True))
+    drawn = zip(negatives["user_id"], negatives["item_id"], strict=True)
+    assert not any(pair in seen for pair in drawn)
+    first_neg = samples.row(1, named=True)  # the first click's negative: its user, time, history
+    first = samples.row(0, named=True)
+    assert first_neg["label"] == 0 and first_neg["user_id"] == first["user_id"]
+    assert (first_neg["timestamp"], first_neg["hist_item_ids"]) == (
+        first["timestamp"],
+        first["hist_item_ids"],
+    )
+    assert ctr_samples(log, label="all", negatives=2, max_len=4, seed=1).equals(samples)

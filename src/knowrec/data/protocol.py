@@ -10,8 +10,11 @@ and returns new tables; nothing is modified in place. Time order within a user i
 - :func:`sessionize` — sessions at an inactivity gap, short sessions dropped (HKNR).
 - :func:`reserve_history` — the first ``n`` interactions of each user kept for history and
   profile building only (the KAR protocol's leakage guard).
+- :func:`label_expr` — the label rule: ``"rating > 3"``-style, or ``"all"``
+  (:data:`IMPLICIT`: implicit feedback, every logged interaction is a positive).
 - :func:`ctr_samples` — labelled samples with the behaviour sequence of the last ``L``
-  items strictly before each sample's time (with their ratings).
+  items strictly before each sample's time (with their ratings); under ``"all"`` with
+  sampled negatives (:func:`with_negatives`).
 - :func:`negatives_from_impressions`, :func:`sample_negatives` — (user, positive, negative)
   triplets from impression logs or from items seen in a time window around the click.
 """
@@ -175,25 +178,74 @@ def sessionize(inter: pl.DataFrame, gap_minutes: float = 30.0, min_clicks: int =
 # ----------------------------------------------------------------------- CTR samples
 
 
+#: The implicit-feedback rule: every logged interaction is a positive ("every click
+#: counts"), for logs without ratings or labels. Co-click counts and ClickNDCG then count
+#: every click; CTR samples get sampled negatives (see :func:`ctr_samples`).
+IMPLICIT = "all"
+
+
+def is_implicit(rule: str | pl.Expr | None) -> bool:
+    """Whether ``rule`` is the implicit-feedback rule :data:`IMPLICIT`."""
+    return isinstance(rule, str) and rule.strip().lower() == IMPLICIT
+
+
 def label_expr(rule: str | pl.Expr | None, inter: pl.DataFrame) -> pl.Expr:
     """The label of a sample as an Int8 expression.
 
     ``rule`` is a polars expression, a string ``"<column> <op> <number>"`` (e.g.
-    ``"rating > 3"``, the TRAWL/KAR rule on MovieLens), or None: the ``label`` column when
-    present, else ``rating > 3``.
+    ``"rating > 3"``, the TRAWL/KAR rule on MovieLens), ``"all"`` (implicit feedback:
+    every row is a positive), or None: the ``label`` column when present, else
+    ``rating > 3``.
     """
     if rule is None:
         rule = "label == 1" if "label" in inter.columns else "rating > 3"
+    if is_implicit(rule):
+        return pl.repeat(1, pl.len(), dtype=pl.Int8)
     if isinstance(rule, str):
         match = _RULE.match(rule)
         if not match:
             raise ConfigError(
-                f"label rule {rule!r}: expected '<column> <op> <number>', e.g. 'rating > 3'"
+                f"label rule {rule!r}: expected '<column> <op> <number>', e.g. 'rating > 3', "
+                f"or {IMPLICIT!r} (every interaction is a positive)"
             )
         column, op, number = match.groups()
-        _require(inter, column, what=f"label rule {rule!r}")
+        if column not in inter.columns:
+            raise ConfigError(
+                f"label rule {rule!r} needs the column {column!r}; the table has "
+                f"{', '.join(inter.columns)}. A log without ratings or labels: use the rule "
+                f"{IMPLICIT!r} (every click counts)"
+            )
         rule = _OPS[op](pl.col(column), float(number))
     return rule.cast(pl.Int8)
+
+
+def with_negatives(
+    samples: pl.DataFrame, timeline: pl.DataFrame, *, per_positive: int = 1, seed: int = 0
+) -> pl.DataFrame:
+    """Implicit feedback as CTR samples: every row of ``samples`` with ``label`` 1, each
+    followed by up to ``per_positive`` copies with ``label`` 0 and another item: one drawn
+    from ``timeline`` in proportion to its popularity that the user never interacted
+    with (:func:`sample_negatives` over the whole log)."""
+    _timed(timeline, "with_negatives")
+    span = timeline["timestamp"].max() - timeline["timestamp"].min()  # type: ignore[operator]
+    hours = span.total_seconds() / 3600 + 1  # type: ignore[union-attr]
+    rows = samples.with_row_index(_ROW).with_columns(__neg=pl.lit(0, pl.Int64))
+    drawn = sample_negatives(
+        rows, timeline, window_hours=hours, per_positive=per_positive, seed=seed, carry=[_ROW]
+    )
+    picks = drawn.select(_ROW, "neg_item_id").with_columns(
+        __neg=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(_ROW)
+    )
+    blank = [c for c in ("rating", "dwell_time") if c in rows.columns]  # not the negative's
+    negatives = (
+        rows.drop("__neg", "item_id")
+        .join(picks, on=_ROW, how="inner")
+        .rename({"neg_item_id": "item_id"})
+        .with_columns(pl.lit(None, rows.schema[c]).alias(c) for c in blank)
+        .select(rows.columns)
+    )
+    both = pl.concat([rows, negatives]).sort(_ROW, "__neg")
+    return both.with_columns(label=(pl.col("__neg") == 0).cast(pl.Int8)).drop(_ROW, "__neg")
 
 
 def _list_column(values: np.ndarray, offsets: np.ndarray, arrow_type: pa.DataType) -> pl.Series:
@@ -207,8 +259,13 @@ def ctr_samples(
     *,
     max_len: int = 10,
     label: str | pl.Expr | None = None,
+    negatives: int = 1,
+    seed: int = 0,
 ) -> pl.DataFrame:
     """CTR samples with behaviour sequences.
+
+    With ``label="all"`` (implicit feedback) every row of ``samples`` is a positive and
+    ``negatives`` sampled items per positive are added (:func:`with_negatives`, ``seed``).
 
     For every row of ``samples``: ``label`` (see :func:`label_expr`) and the sequence of
     the last ``max_len`` items of the same user in ``timeline`` (default: ``samples``)
@@ -225,6 +282,9 @@ def ctr_samples(
     _timed(samples, "ctr_samples")
     _require(timeline, "user_id", "item_id", "timestamp", what="ctr_samples (timeline)")
     _timed(timeline, "ctr_samples (timeline)")
+    if is_implicit(label):
+        samples = with_negatives(samples, timeline, per_positive=negatives, seed=seed)
+        label = "label == 1"
     line = _in_time_order(timeline)
 
     # Users and times become dense integer codes shared by both tables, so one sorted
@@ -303,12 +363,14 @@ def sample_negatives(
     per_positive: int = 1,
     seed: int = 0,
     max_tries: int = 8,
+    carry: Sequence[str] = (),
 ) -> pl.DataFrame:
     """(user, positive, negative) triplets for logs without impressions: negatives are
     items of ``pool`` events (default: ``positives``) within ``window_hours`` of the click,
     drawn in proportion to their activity in that window (HKNR: "shown within 48 h"),
     never an item the user has interacted with in ``pool`` or ``positives``. A positive
-    for which ``max_tries`` draws find nothing gets fewer negatives."""
+    for which ``max_tries`` draws find nothing gets fewer negatives. ``carry``: columns of
+    ``positives`` copied to their triplets. Triplets keep the order of the positives."""
     pool = positives if pool is None else pool
     _timed(positives, "sample_negatives")
     _timed(pool, "sample_negatives (pool)")
@@ -348,5 +410,5 @@ def sample_negatives(
         negative[todo[ok]] = draw[ok]
         todo = todo[~ok]
     keep = negative >= 0
-    base = positives.select("user_id", pos_item_id="item_id", timestamp="timestamp")
+    base = positives.select("user_id", *carry, pos_item_id="item_id", timestamp="timestamp")
     return base[rows[keep]].with_columns(neg_item_id=pl.Series(ev_item[negative[keep]]))

@@ -31,7 +31,7 @@ def describe(data: Dataset) -> dict[str, Any]:
         "source": data.meta.get("source"),
         "format": data.meta.get("format"),
         "interactions": inter.height,
-        "positives": int(inter.select(positives(inter).sum()).item()),
+        "positives": inter.filter(positives(inter)).height,
         "users_with_interactions": n_users,
         "items_with_interactions": n_items,
         "users": data.users.height,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 
-from knowrec.data.io import read_bytes
+from knowrec.data.generic import Table, _unique_ids
 from knowrec.data.tables import Dataset, conform
 from knowrec.errors import ConfigError, DataFormatError
 
@@ -56,32 +56,64 @@ def title_keys(title: str | None) -> list[str]:
 
 @dataclass
 class JoinReport:
-    """How many items got text, and how they were matched."""
+    """How the rows of a separate file (item texts, an items table) met the data set's
+    items: how many items found a row, by which rule, examples of those that did not, and
+    the file's rows that matched no item."""
 
+    source: str = ""
+    what: Literal["texts", "items"] = "texts"  # item texts, or an items table
     items: int = 0
     matched: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
     unmatched_examples: list[str] = field(default_factory=list)
+    unused_rows: int = 0
+    unused_examples: list[str] = field(default_factory=list)
 
     @property
     def coverage(self) -> float:
         return self.matched / self.items if self.items else 0.0
 
+    def __str__(self) -> str:
+        """One line: coverage, examples of items without a row, rows that matched none."""
+        items = "logged items" if self.what == "items" else "items"
+        rules = "".join(f"; {n:,} by {r}" for r, n in self.by_rule.items() if r != "id")
+        text = (
+            f"{Path(self.source).name}: {'rows' if self.what == 'items' else 'texts'} for "
+            f"{self.matched:,} of {self.items:,} {items} ({self.coverage:.1%}{rules})"
+        )
+        if self.unmatched_examples:
+            text += f"; none for {', '.join(self.unmatched_examples[:5])}"
+            text += " …" if self.items - self.matched > 5 else ""
+        if self.unused_rows:
+            examples = ", ".join(self.unused_examples[:5])
+            text += f"; {self.unused_rows:,} row(s) match no {items[:-1]} (e.g. {examples})"
+        return text
 
-def read_text_table(path: str | Path) -> pl.DataFrame:
-    """Read a CSV/TSV/Parquet table of item texts with all columns as strings."""
-    p = Path(path)
-    if p.suffix == ".parquet":
-        try:
-            return pl.read_parquet(p).cast(pl.String)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise DataFormatError(f"unreadable Parquet ({exc})", path=p) from exc
-    data = read_bytes(p)
-    sep = "\t" if ".tsv" in p.suffixes else ","
-    try:
-        return pl.read_csv(data, separator=sep, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        raise DataFormatError(f"malformed CSV ({str(exc).splitlines()[0]})", path=p) from exc
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self) | {"coverage": self.coverage}
+
+
+EXAMPLES = 10  # unmatched / unused ids kept in a report
+
+
+def item_coverage(
+    interactions: pl.DataFrame, items: pl.DataFrame, source: str | Path
+) -> JoinReport:
+    """The report of an items table read from ``source``: the logged items it describes."""
+    logged = interactions["item_id"].unique().sort()
+    known = items["item_id"]
+    found = logged.is_in(known.implode())
+    unused = known.filter(~known.is_in(logged.implode()))
+    return JoinReport(
+        source=str(source),
+        what="items",
+        items=logged.len(),
+        matched=int(found.sum()),
+        by_rule={"id": int(found.sum())} if found.any() else {},
+        unmatched_examples=logged.filter(~found).head(EXAMPLES).to_list(),
+        unused_rows=unused.len(),
+        unused_examples=unused.head(EXAMPLES).to_list(),
+    )
 
 
 def compose_text(df: pl.DataFrame, columns: list[str], *, path: str | Path) -> pl.Series:
@@ -117,44 +149,59 @@ def join_item_text(
 ) -> tuple[Dataset, JoinReport]:
     """Return ``data`` with ``items.text`` filled from the table at ``path``, and a report.
 
-    Title matching tries, in order: exact year, year ± 1..``year_tolerance``, bracketed
-    alternative titles, then a title that is unique on both sides whatever its year.
+    A data set without an items table (a bare interaction log) gets one: the logged item
+    ids. Title matching tries, in order: exact year, year ± 1..``year_tolerance``,
+    bracketed alternative titles, then a title that is unique on both sides whatever its
+    year.
     """
-    table = read_text_table(path)
-    texts = compose_text(table, text_columns, path=path)
+    source = Table.read(path)
+    table = source.df.with_columns(pl.col(c).cast(pl.String) for c in source.df.columns)
+    texts = compose_text(table, text_columns, path=path).to_list()
     items = data.items
+    if items.is_empty():
+        items = data.interactions.select(pl.col("item_id").unique(maintain_order=True))
     if on == "id":
         if id_column not in table.columns:
             raise DataFormatError(
-                f"id column not found; columns are {table.columns}", path=path, column=id_column
+                f"missing id column {id_column!r} (set the id column: --id-column / "
+                f"text_id_column); available columns: {table.columns}",
+                path=path,
+                line=None if source.text is None else 1,
+                column=id_column,
             )
         ids = table[id_column].str.strip_chars()
-        dup = ~ids.is_first_distinct()
-        if dup.any():
-            row = int(dup.arg_max())  # type: ignore[arg-type]
-            raise DataFormatError(
-                f"duplicate id {ids[row]!r}", path=path, line=row + 2, column=id_column
-            )
-        lookup = dict(zip(ids.to_list(), texts.to_list(), strict=True))
-        joined = [lookup.get(i) for i in items["item_id"].to_list()]
-        rules = ["id" if t is not None else None for t in joined]
+        _unique_ids(source, ids, id_column)
+        row_of = {i: r for r, i in enumerate(ids.to_list())}
+        hits = [row_of.get(i) for i in items["item_id"].to_list()]
+        hits = [h if h is not None and texts[h] is not None else None for h in hits]
+        rules = ["id" if h is not None else None for h in hits]
     elif on == "title_year":
-        joined, rules = _match_titles(
-            items, table, texts.to_list(), title_column, year_column, year_tolerance, path
-        )
+        if "title" not in items.columns:
+            raise ConfigError(
+                "a title_year join needs item titles and these items have none; join by id "
+                '(--text-on id / text_on = "id") or read an items table with titles'
+            )
+        hits, rules = _match_titles(items, table, title_column, year_column, year_tolerance, path)
     else:
         raise ConfigError(f"unknown join {on!r}: use 'id' or 'title_year'")
 
-    report = JoinReport(items=items.height)
+    report = JoinReport(source=str(path), what="texts", items=items.height)
     for rule in rules:
         if rule is not None:
             report.matched += 1
             report.by_rule[rule] = report.by_rule.get(rule, 0) + 1
+    names = items["title"].to_list() if "title" in items.columns else [None] * items.height
     report.unmatched_examples = [
-        f"{i} {t}"
-        for i, t, r in zip(items["item_id"], items["title"], rules, strict=True)
+        f"{i} ({t})" if t else str(i)
+        for i, t, r in zip(items["item_id"], names, rules, strict=True)
         if r is None
-    ][:10]
+    ][:EXAMPLES]
+    used = set(hits)
+    unused = [r for r in range(table.height) if r not in used]
+    label = table[id_column] if id_column in table.columns else table[table.columns[0]]
+    report.unused_rows = len(unused)
+    report.unused_examples = [str(label[r]) for r in unused[:EXAMPLES]]
+    joined = [None if h is None else texts[h] for h in hits]
     items = items.with_columns(pl.Series("text", joined, dtype=pl.String))
     meta = {**data.meta, "text_source": str(path), "text_coverage": report.coverage}
     out = Dataset(data.interactions, conform(items, "items"), data.users, meta)
@@ -164,12 +211,12 @@ def join_item_text(
 def _match_titles(
     items: pl.DataFrame,
     table: pl.DataFrame,
-    texts: list[str | None],
     title_column: str,
     year_column: str | None,
     tolerance: int,
     path: str | Path,
-) -> tuple[list[str | None], list[str | None]]:
+) -> tuple[list[int | None], list[str | None]]:
+    """Per item, the matching row of ``table`` (or None) and the rule that matched."""
     for col in (title_column, year_column):
         if col is not None and col not in table.columns:
             raise DataFormatError(
@@ -198,7 +245,7 @@ def _match_titles(
             item_counts[keys[0]] = item_counts.get(keys[0], 0) + 1
 
     item_years = items["year"].to_list() if "year" in items.columns else [None] * items.height
-    joined: list[str | None] = []
+    hits: list[int | None] = []
     rules: list[str | None] = []
     for keys, year in zip(item_keys, item_years, strict=True):
         hit, rule = None, None
@@ -216,9 +263,9 @@ def _match_titles(
                 break
         if hit is None and keys and unique_src.get(keys[0], -1) >= 0 and item_counts[keys[0]] == 1:
             hit, rule = unique_src[keys[0]], "unique_title_any_year"
-        joined.append(texts[hit] if hit is not None else None)
+        hits.append(hit)
         rules.append(rule)
-    return joined, rules
+    return hits, rules
 
 
 def _years(col: pl.Series) -> list[int | None]:

@@ -10,14 +10,13 @@ from typing import Any
 
 import polars as pl
 from rich.console import Console
-from rich.table import Table
 
 from knowrec.errors import KnowrecError
 from knowrec.explore.config import ExploreConfig
 from knowrec.explore.service import ExploreService
 from knowrec.ranking.combine import QUALITY, Combination
 from knowrec.report import Section as ReportSection
-from knowrec.report import fmt_value, write_report
+from knowrec.report import group_figure, print_rows, write_report
 from knowrec.runs import Run
 
 
@@ -70,6 +69,10 @@ def examples(run_dir: Path, triggers: Sequence[str], k: int = 5) -> list[dict[st
 
 def _provenance(paths: Mapping[str, float]) -> str:
     return ", ".join(f"{p} {v:.3g}" for p, v in paths.items())
+
+
+T5_MISSING = "not measured: needs the LLM judge's scores of held-out triggers (judge.eval_triggers)"
+RECALL_MISSING = "unique hits are counted per path, not for the union or the merged list"
 
 
 def report(
@@ -125,15 +128,24 @@ def report(
     if comb.sweep:
         chosen = next((p for p in comb.sweep if p.lam == comb.lam), None)
         figures.append(tradeoff_figure(comb.sweep, chosen=chosen))
+    recall_figure = group_figure(
+        recall["path"].to_list(), {f"recall@{k}": recall[f"recall@{k}"]},
+        ylabel=f"recall@{k}", title="held-out recall per path", points=False,
+    )  # fmt: skip
     sections = [
         ReportSection("Protocol", notes=protocol_text(cfg)),
         ReportSection(
             "Table 5 — recall and ranking variants (held-out sessions)",
             rows,
             notes=t5_protocol + ("\n" + "\n".join(notes) if notes else ""),
+            missing=T5_MISSING,
         ),
         ReportSection(
-            f"Per-path recall@{k} and unique contribution", recall.to_dicts(), notes=recall_protocol
+            f"Per-path recall@{k} and unique contribution",
+            recall.to_dicts(),
+            notes=recall_protocol,
+            figures=[recall_figure],
+            missing=RECALL_MISSING,
         ),
         ReportSection(
             "λ trade-off sweep",
@@ -150,7 +162,11 @@ def report(
             notes=f"{stage1['full']['label_impressions']:,} label impressions, "
             f"{stage1['full']['label_rows']:,} rows",
         ),
-        ReportSection("LLM judge", [judge_stats]),
+        ReportSection(
+            "LLM judge",
+            [judge_stats] if judge_stats["pairs"] else [],
+            empty="not run: no pair to judge (judge.eval_triggers = judge.train_triggers = 0)",
+        ),
         ReportSection("Recommendations of a few triggers (online flow)", examples),
         ReportSection(
             "Stages",
@@ -158,21 +174,9 @@ def report(
         ),
     ]
     paths = write_report(run.dir, f"Explore Further — {cfg.name}", sections)
-    _print_rows(console, "Table 5", rows)
+    print_rows(console, "Table 5", rows, missing=T5_MISSING)
     for note in notes:
         console.print(note, style="dim", markup=False)
-    _print_rows(console, f"per-path recall@{k}", recall.to_dicts())
+    print_rows(console, f"per-path recall@{k}", recall.to_dicts(), missing=RECALL_MISSING)
     console.print(f"λ = {comb.lam:g} ({comb.chosen_by}); report: {paths['report.html']}")
     return {**results, "report": str(paths["report.html"]), "run": str(run.dir)}
-
-
-def _print_rows(console: Console, title: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    if not rows:
-        return
-    table = Table(title=title)
-    cols = list(dict.fromkeys(c for r in rows for c in r))
-    for col in cols:
-        table.add_column(str(col))
-    for row in rows:
-        table.add_row(*(fmt_value(row.get(c, "")) for c in cols))
-    console.print(table)

@@ -94,7 +94,9 @@ def prepare_data(cfg: ExploreData) -> Dataset:
     data = load_data(cfg)
     items = data.items.with_columns(pl.col("item_id").cast(pl.String))
     if "text" not in items.columns:
-        raise ConfigError("Explore Further needs item text: set data.text_table")
+        raise ConfigError(
+            "Explore Further needs item text: set data.items (a text column) or data.text_table"
+        )
     if cfg.title_in_text and "title" in items.columns:
         items = items.with_columns(
             text=pl.when(pl.col("text").is_not_null())

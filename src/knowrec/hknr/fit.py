@@ -247,9 +247,17 @@ class HknrNet(nn.Module):
             else:
                 count = s.mask[rows].sum(1, keepdim=True).clamp(min=1)
                 users[rows] = clicks.sum(1) / count
-        a = s.article
-        fused = self.ranker.fuse(self.world.semantic[a], self.entities[a], self.topics[a])
-        return self.ranker(users, fused), fused
+        a, sem = s.article, self.world.semantic
+        fused = self.ranker.fuse(sem[a], self.entities[a], self.topics[a])
+        return self.ranker(users, fused, recall_cosine(sem, s)), fused
+
+
+def recall_cosine(semantic: torch.Tensor, s: Samples) -> torch.Tensor:
+    """(n,) cosine of the mean of each row's clicked articles' vectors (the stage-1 user
+    vector without decay) and the row's article vector; 0 without clicks."""
+    x = F.normalize(semantic, dim=1)
+    user = F.normalize((x[s.clicks] * s.mask.unsqueeze(-1)).sum(1), dim=1)
+    return (user * x[s.article]).sum(1)
 
 
 class HknrObjective:
@@ -257,11 +265,11 @@ class HknrObjective:
     article with the highest-scored non-clicked article of its impression (a dynamic hard
     negative: the hardest one under the current model)."""
 
-    def __init__(self, net: HknrNet, samples: Samples, cfg: RankerSettings) -> None:
-        self.net, self.samples, self.cfg = net, samples, cfg
+    def __init__(self, net: HknrNet, cfg: RankerSettings) -> None:
+        self.net, self.cfg = net, cfg
 
-    def loss(self, index: np.ndarray) -> dict[str, torch.Tensor]:
-        s, c = self.samples.take(index), self.cfg
+    def loss(self, s: Samples) -> dict[str, torch.Tensor]:
+        c = self.cfg
         logits, fused = self.net(s)
         y = s.label * (1 - c.label_smoothing) + c.label_smoothing / 2
         bce = F.binary_cross_entropy_with_logits(logits, y)
@@ -284,9 +292,9 @@ def _bpr(logits: torch.Tensor, label: torch.Tensor, group: torch.Tensor) -> torc
 
 
 def impression_batches(samples: Samples, batch_size: int, seed: int) -> Any:
-    """:class:`~knowrec.train.Batches` of whole impressions (BPR needs an impression's
-    rows together), impressions of one snapshot kept together, the same number of
-    batches in every epoch."""
+    """:class:`~knowrec.train.Batches` of :class:`Samples` made of whole impressions (the
+    losses compare an impression's rows), impressions of one snapshot kept together, the
+    same number of batches in every epoch."""
     from knowrec.train import Batches
 
     group = samples.group.numpy()
@@ -306,15 +314,15 @@ def impression_batches(samples: Samples, batch_size: int, seed: int) -> Any:
         rng.shuffle(chunks)
         return [np.concatenate([order[starts[j] : ends[j]] for j in c]) for c in chunks]
 
-    return Batches(len(order), plan)
+    return Batches(len(order), plan, samples.take)
 
 
 @torch.no_grad()
-def predict(net: HknrNet, samples: Samples, chunk: int = 8192) -> np.ndarray:
-    """Click probabilities of every row."""
+def predict(net: nn.Module, samples: Samples, chunk: int = 8192) -> np.ndarray:
+    """Click probabilities of every row (``net(samples)``: logits, or logits first)."""
     net.eval()
-    out = [
-        torch.sigmoid(net(samples.take(np.arange(i, min(i + chunk, len(samples)))))[0])
-        for i in range(0, len(samples), chunk)
-    ]
+    out = []
+    for i in range(0, len(samples), chunk):
+        logits = net(samples.take(np.arange(i, min(i + chunk, len(samples)))))
+        out.append(torch.sigmoid(logits[0] if isinstance(logits, tuple) else logits))
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)

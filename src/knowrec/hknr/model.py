@@ -114,6 +114,7 @@ class KnowledgeRanker(nn.Module):
         self.gate = nn.Linear(2 * hidden, hidden)
         self.knowledge = knowledge
         self.mlp = ResidualMLP(4 * hidden, hidden, layers=3, dropout=dropout)
+        self.recall_weight = nn.Parameter(torch.tensor(1.0))
         self.reconstruct = nn.Linear(hidden, sem_dim)
 
     def fuse(self, sem: torch.Tensor, entities: torch.Tensor, topic: torch.Tensor) -> torch.Tensor:
@@ -127,7 +128,11 @@ class KnowledgeRanker(nn.Module):
         g = torch.sigmoid(self.gate(torch.cat([s, k], dim=-1)))
         return g * s + (1 - g) * k
 
-    def forward(self, user: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-        """user (B, H), fused (B, H) → click logits (B,)."""
+    def forward(
+        self, user: torch.Tensor, fused: torch.Tensor, recall_score: torch.Tensor
+    ) -> torch.Tensor:
+        """user (B, H), fused (B, H), recall_score (B,): the stage-1 cosine of the user's
+        and the article's semantic vectors, passed through with a learnt weight (a
+        cascade's ranker sees its recall score) → click logits (B,)."""
         cross = torch.cat([user, fused, user * fused, (user - fused).abs()], dim=-1)
-        return self.mlp(cross)
+        return self.mlp(cross) + self.recall_weight * recall_score

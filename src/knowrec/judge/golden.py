@@ -6,11 +6,18 @@ File format: a UTF-8 CSV with a header line::
     1,3114,Good,easy_good,direct sequel
     1,2858,Bad,hard_coengaged_bad,adult drama co-rated by the same blockbuster audience
 
+Only ``trigger_id``, ``candidate_id`` and ``label`` are required::
+
+    trigger_id,candidate_id,label
+    1,3114,1
+    1,2858,0
+
 ``trigger_id`` / ``candidate_id`` are item ids (strings, as everywhere in knowrec);
-``label`` is ``Good`` or ``Bad`` (read case-insensitively, written capitalised); ``kind`` is
-a lowercase tag of why the pair is in the set (:data:`KINDS` lists the usual ones; others
-are allowed so a new set can add its own); ``note`` is optional free text. Other columns
-are kept as strings. A pair is directed: (a, b) and (b, a) are different pairs.
+``label`` is ``Good`` or ``Bad`` (read case-insensitively, written capitalised) or ``1`` /
+``0`` (Good / Bad); ``kind`` (optional; empty or absent: ``unspecified``) is a lowercase
+tag of why the pair is in the set (:data:`KINDS` lists the usual ones; others are allowed
+so a new set can add its own); ``note`` is optional free text. Other columns are kept as
+strings. A pair is directed: (a, b) and (b, a) are different pairs.
 
 :func:`load_golden` validates everything and names the file, line and column of the first
 problem; :func:`load_pairs` reads the same layout without labels (the input of
@@ -45,9 +52,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 COLUMNS = ("trigger_id", "candidate_id", "label", "kind", "note")
-REQUIRED = ("trigger_id", "candidate_id", "label", "kind")
+REQUIRED = ("trigger_id", "candidate_id", "label")
 PAIR_COLUMNS = ("trigger_id", "candidate_id")
 LABELS = ("Good", "Bad")
+LABEL_CODES = {"1": "Good", "0": "Bad"}  # the 1 / 0 spelling of a label
 DEFAULT_KIND = "unspecified"
 KINDS: dict[str, str] = {
     "easy_good": "an obvious Good (sequel, same series, near-identical appeal)",
@@ -118,7 +126,8 @@ def _read_rows(path: Path, required: Iterable[str]) -> _Rows:
     missing = [c for c in required if c not in header]
     if missing:
         raise DataFormatError(
-            f"missing column(s) {missing}; the header has {header} (expected {', '.join(COLUMNS)})",
+            f"missing column(s) {missing}; the header has {header} (expected "
+            f"{', '.join(REQUIRED)}; optional: kind, note)",
             path=path,
             line=header_end,
             column=missing[0],
@@ -160,7 +169,7 @@ def _parse(path: str | Path, items: ItemsLike | None, *, labelled: bool) -> pl.D
         if labelled:
             values["label"] = _check_label(values["label"], p, line)
         if "kind" in values:
-            values["kind"] = _check_kind(values["kind"], p, line, required=labelled)
+            values["kind"] = _check_kind(values["kind"], p, line, required=False)
         for name in header:
             value: str | None = values[name]
             records[name].append(value if value or name in REQUIRED else None)
@@ -211,8 +220,12 @@ def _check_label(value: str, path: Path | None, line: int | None) -> str:
     for label in LABELS:
         if value.lower() == label.lower():
             return label
+    if value in LABEL_CODES:
+        return LABEL_CODES[value]
     shown = "an empty label" if not value else f"unknown label {value!r}"
-    raise DataFormatError(f"{shown}; expected Good or Bad", path=path, line=line, column="label")
+    raise DataFormatError(
+        f"{shown}; expected Good or Bad (or 1 / 0)", path=path, line=line, column="label"
+    )
 
 
 def _check_kind(value: str, path: Path | None, line: int | None, *, required: bool) -> str:
@@ -243,24 +256,25 @@ def load_golden(path: str | Path, items: ItemsLike | None = None) -> pl.DataFram
     or ids) makes every id checked against it. Problems raise :class:`DataFormatError`
     (:class:`UnknownGoldenIdError` for unknown ids) naming the file, line and column.
     """
-    frame = _parse(path, items, labelled=True)
-    if "note" not in frame.columns:
-        frame = frame.with_columns(note=pl.lit(None, dtype=pl.String))
-    return _ordered(frame, COLUMNS)
+    return _ordered(_with_kind_and_note(_parse(path, items, labelled=True)), COLUMNS)
 
 
 def load_pairs(path: str | Path, items: ItemsLike | None = None) -> pl.DataFrame:
     """Read pairs to label: the golden layout where only ``trigger_id`` and ``candidate_id``
     are required (a ``label`` column, if any, is kept unchecked). ``kind`` defaults to
     ``"unspecified"``; same validation as :func:`load_golden` otherwise."""
-    frame = _parse(path, items, labelled=False)
+    frame = _with_kind_and_note(_parse(path, items, labelled=False))
+    return _ordered(frame, (*PAIR_COLUMNS, "kind", "note"))
+
+
+def _with_kind_and_note(frame: pl.DataFrame) -> pl.DataFrame:
+    """``kind`` (:data:`DEFAULT_KIND` when absent or empty) and ``note`` (null when absent)."""
     kind = pl.col("kind") if "kind" in frame.columns else pl.lit(None, dtype=pl.String)
     note = pl.col("note") if "note" in frame.columns else pl.lit(None, dtype=pl.String)
-    frame = frame.with_columns(
+    return frame.with_columns(
         kind=pl.when(kind.is_null() | (kind == "")).then(pl.lit(DEFAULT_KIND)).otherwise(kind),
         note=note,
     )
-    return _ordered(frame, (*PAIR_COLUMNS, "kind", "note"))
 
 
 # --------------------------------------------------------------------------- writing
@@ -275,10 +289,11 @@ def validate_golden(golden: pl.DataFrame, *, source: str | Path | None = None) -
             f"missing column(s) {missing}; has {golden.columns}", path=source, column=missing[0]
         )
     path = None if source is None else Path(source)
+    golden = _with_kind_and_note(golden) if "kind" not in golden.columns else golden
     golden = golden.with_columns(
         pl.col(c).cast(pl.String).str.strip_chars() for c in ("trigger_id", "candidate_id", "kind")
     )
-    rows = golden.select(pl.col(c).cast(pl.String) for c in REQUIRED).rows()
+    rows = golden.select(pl.col(c).cast(pl.String) for c in (*REQUIRED, "kind")).rows()
     first: dict[tuple[str, str], int] = {}
     labels: list[str] = []
     for i, (trigger, candidate, label, kind) in enumerate(rows):

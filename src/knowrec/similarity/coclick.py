@@ -3,7 +3,8 @@
 :func:`coclick_counts` turns sessions into symmetric pair counts (overall and over recent
 time windows), the cheapest and strongest item-to-item signal of Explore Further (SPEC
 §2.1) and the stage-1 ranking features (§2.2). Only *satisfied* engagements count: a rule
-such as ``rating >= 4`` or ``dwell_time >= 30`` (see :func:`knowrec.data.protocol.label_expr`).
+such as ``rating >= 4`` or ``dwell_time >= 30`` (see :func:`knowrec.data.protocol.label_expr`),
+or ``"all"`` for implicit feedback (a click log without ratings: every click counts).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from knowrec.data.protocol import label_expr
+from knowrec.data.protocol import is_implicit, label_expr
 from knowrec.errors import ConfigError
 
 
 def satisfied(inter: pl.DataFrame, rule: str | pl.Expr | None) -> pl.DataFrame:
-    """The rows that count as satisfied engagement (all rows when ``rule`` is None)."""
-    if rule is None:
+    """The rows that count as satisfied engagement (all rows when ``rule`` is None or
+    ``"all"``)."""
+    if rule is None or is_implicit(rule):
         return inter
     return inter.filter(label_expr(rule, inter) == 1)
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import polars as pl
 from rich.console import Console
-from rich.table import Table
 
 from knowrec.report import Section as ReportSection
-from knowrec.report import fmt_value, mean_std
+from knowrec.report import mean_std, print_rows, summary_figure
 from knowrec.trawl.config import TrawlConfig
 
 
@@ -48,10 +47,20 @@ def summarise(
             if "test_cold_auc" in sel.columns:
                 row[f"{backbone} cold AUC"] = mean_std(sel["test_cold_auc"].drop_nulls().to_list())
         table1.append(row)
+    warm_cold = {"warm items": "test_warm_auc", "cold items": "test_cold_auc"}
+    figures = [
+        summary_figure(default, "method", "test_auc", hue="backbone", ylabel="test AUC",
+                       title="test AUC by method (mean ± std over seeds)"),
+        summary_figure(default, "method", warm_cold, ylabel="test AUC",
+                       title="warm vs cold items (mean ± std over backbones and seeds)"),
+    ]  # fmt: skip
     sections = [
         ReportSection("Protocol", notes=protocol_text(cfg)),
         ReportSection(
-            "Table 1 — knowledge method × backbone (test, mean ± std over seeds)", table1
+            "Table 1 — knowledge method × backbone (test, mean ± std over seeds)",
+            table1,
+            figures=[f for f in figures if f is not None],
+            missing="undefined: no test sample of cold items with both labels",
         ),
         ReportSection("Floors", floor_rows),
     ]
@@ -96,9 +105,4 @@ def summarise(
 
 
 def print_table(console: Console, section: ReportSection) -> None:
-    table = Table(title=section.title)
-    for col in section.rows[0]:
-        table.add_column(col)
-    for row in section.rows:
-        table.add_row(*(fmt_value(v) for v in row.values()))
-    console.print(table)
+    print_rows(console, section.title, section.rows, missing=section.missing)

@@ -191,6 +191,7 @@ def fit_and_score(
     if 0 < y[cold].sum() < cold.sum():  # both labels among the cold items' test samples
         p = trainer.predict(enc["test"])
         out |= {"test_cold_auc": auc(y[cold], p[cold]), "test_cold_samples": int(cold.sum())}
+        out["test_warm_auc"] = auc(y[~cold], p[~cold])
     return out
 
 
