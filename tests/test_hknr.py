@@ -124,3 +124,42 @@ def test_entities_that_share_graph_neighbours_get_close_vectors() -> None:
     assert k.entity_vocab == ["<none>", "Q1", "Q2"] and k.topic_vocab == ["<none>", "x"]
     assert k.entities.tolist() == [[1, 2], [0, 0]] and k.topics.tolist() == [1, 0]
     assert k.entity_vectors is not None and not k.entity_vectors[0].any()
+
+
+def test_no_click_after_an_impression_reaches_its_user_encoding() -> None:
+    """The graph a sample's user is encoded on holds only clicks before its impression:
+    adding clicks after it (by this user and by others) leaves the encoding unchanged."""
+    import torch
+
+    from knowrec.hknr.config import GraphSettings, RankerSettings
+    from knowrec.hknr.fit import HknrNet, build_world, make_samples
+    from knowrec.hknr.knowledge import article_knowledge
+
+    data = news_log()
+    proto = make_news_protocol(data, (1.0, 0.0, 0.0))
+    index = topic_index()
+    items = pl.DataFrame({"item_id": index.ids, "category": [i[0] for i in index.ids]})
+    knowledge = article_knowledge(items)
+    later = pl.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u2"],
+            "item_id": ["B5", "B5", "A5"],
+            "time": [T0 + timedelta(days=3, hours=h) for h in (1, 2, 48)],
+            "pos": [7, 0, 1],
+        },
+        schema_overrides={"time": pl.Datetime("ms"), "pos": pl.Int32},
+    )
+    encodings = []
+    for history in (proto.history, pl.concat([proto.history, later])):
+        world = build_world(
+            history, [proto.samples["train"]], index.ids, index.vectors, knowledge, GraphSettings()
+        )
+        torch.manual_seed(0)
+        net = HknrNet(world, GraphSettings(hidden=16), RankerSettings()).eval()
+        samples = make_samples(proto.samples["train"], history, world, 10)
+        with torch.no_grad():
+            states = net.node_states(int(samples.snapshot[0]))
+            encodings.append(states[samples.user].clone())
+        edge_users = world.graphs[int(samples.snapshot[0])].edge_index[0]
+        assert int((edge_users < world.n_users).sum()) == 6  # u1's six earlier clicks only
+    assert torch.equal(encodings[0], encodings[1])

@@ -303,6 +303,7 @@ PIPELINES: Registry[Callable[..., Any]] = Registry(
     "pipeline",
     lazy={
         "explore": "knowrec.explore.pipeline:run_explore",
+        "hknr": "knowrec.hknr.pipeline:run_hknr",
         "trawl": "knowrec.trawl.pipeline:run_trawl",
     },
 )
