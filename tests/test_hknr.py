@@ -163,3 +163,37 @@ def test_no_click_after_an_impression_reaches_its_user_encoding() -> None:
         edge_users = world.graphs[int(samples.snapshot[0])].edge_index[0]
         assert int((edge_users < world.n_users).sum()) == 6  # u1's six earlier clicks only
     assert torch.equal(encodings[0], encodings[1])
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
+    """HKNR end to end on the tiny synthetic news world (one epoch, one seed): every model
+    and baseline in the report, metrics in range, a second run reuses every stage."""
+    import json
+
+    from knowrec.hknr.pipeline import run_hknr
+
+    overrides = [
+        'data.size="tiny"',
+        "seeds=[0]",
+        "train.epochs=1",
+        "train.batch_size=64",
+        "train.progress=false",
+        "graph.hidden=32",
+        "recall.k=20",
+    ]
+    result = run_hknr("configs/hknr_synthetic.toml", tmp_path / "run", overrides=overrides)
+    models = {row["model"] for row in result["runs"]}
+    assert models == {
+        "popularity", "semantic (encoder cosine)", "hknr", "hknr w/o graph",
+        "hknr w/o knowledge", "nrms",
+    }  # fmt: skip
+    assert all(0.0 <= row["AUC"] <= 1.0 and 0.0 < row["MRR"] <= 1.0 for row in result["runs"])
+    recall = result["recall"]
+    assert recall["semantic_hit_rate"] > recall["random_hit_rate"]
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Ranking the shown candidates" in html and "nan" not in html
+
+    run_hknr("configs/hknr_synthetic.toml", tmp_path / "run", overrides=overrides)
+    stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    assert all(s["cached"] for s in stages.values())
