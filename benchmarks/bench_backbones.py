@@ -25,9 +25,9 @@ import torch
 from common import SHARED_DATA, write_result
 from knowrec.data.movielens import load_movielens
 from knowrec.data.protocol import ctr_samples, reserve_history, split_users
-from knowrec.features import FeatureMap, Samples, movielens_spec
 from knowrec.metrics import auc, log_loss
 from knowrec.models import build_backbone
+from knowrec.models.features import FeatureMap, Samples, movielens_spec
 from knowrec.models.floors import ItemRate, LogisticFloor
 from knowrec.train import CTRTrainer, TrainConfig, seed_everything
 

@@ -47,9 +47,9 @@ import torch
 
 from bench_backbones import EMBEDDING, PROTOCOL, SETTINGS, floors, ml1m_protocol, train_backbone
 from common import ROOT, SHARED_DATA, write_result
-from knowrec.features import FeatureMap, movielens_spec
 from knowrec.metrics import auc, log_loss
 from knowrec.models import get_backbone
+from knowrec.models.features import FeatureMap, movielens_spec
 
 PEERS = ROOT.parent / "peers"
 DRIVER = Path(__file__).resolve().with_name("peer_fuxictr_driver.py")

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from knowrec.errors import ConfigError, DataFormatError, RegistryError
-from knowrec.features import OOV, PAD, FeatureMap, FeatureSpec, KnowledgeTable, movielens_spec
 from knowrec.metrics import auc
 from knowrec.models import (
     BACKBONES,
@@ -26,6 +25,14 @@ from knowrec.models import (
     register_backbone,
 )
 from knowrec.models.adapter import EntityEmbedding
+from knowrec.models.features import (
+    OOV,
+    PAD,
+    FeatureMap,
+    FeatureSpec,
+    KnowledgeTable,
+    movielens_spec,
+)
 from knowrec.models.floors import ItemRate, LogisticFloor
 from knowrec.models.layers import AUGRU, FMInteraction, activation, masked_mean
 from knowrec.train import CTRTrainer, TrainConfig, seed_everything

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from knowrec.features import (
+from knowrec.models.features import (
     CategoricalField,
     FeatureMap,
     FeatureSpec,

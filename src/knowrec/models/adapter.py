@@ -186,7 +186,8 @@ class JointLoss:
     logit plus the backbone's weighted auxiliary loss (DIEN) and its embedding L2 term.
 
     ``user_partners`` / ``item_partners``: (n_entities,) entity index of each entity's
-    positive (highest SWING), -1 when none (:meth:`knowrec.features.FeatureMap.partner_index`).
+    positive (highest SWING), -1 when none
+    (:meth:`knowrec.models.features.FeatureMap.partner_index`).
     The batch's distinct users (items) that have a partner are the anchors.
     """
 

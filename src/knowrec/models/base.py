@@ -18,8 +18,8 @@ from torch import nn
 
 from knowrec.config import validate
 from knowrec.errors import ConfigError
-from knowrec.features import FeatureMap
 from knowrec.models.embedding import EmbeddingConfig, FeatureEmbedding
+from knowrec.models.features import FeatureMap
 from knowrec.runs import versions
 
 MODEL_FORMAT = 1

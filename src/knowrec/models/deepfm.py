@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from knowrec.features import FeatureMap
 from knowrec.models.base import CTRModel, ModelOutput
 from knowrec.models.embedding import Embedded, EmbeddingConfig, FeatureEmbedding
+from knowrec.models.features import FeatureMap
 from knowrec.models.layers import MLP, FMInteraction, masked_mean
 
 

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from knowrec.errors import ConfigError
-from knowrec.features import FeatureMap
 from knowrec.models.base import CTRModel, ModelOutput
 from knowrec.models.embedding import EmbeddingConfig
+from knowrec.models.features import FeatureMap
 from knowrec.models.layers import AUGRU, MLP, ActivationUnit, BilinearAttention, masked_sum
 
 

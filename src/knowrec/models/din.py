@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from knowrec.features import FeatureMap
 from knowrec.models.base import CTRModel, ModelOutput
 from knowrec.models.embedding import EmbeddingConfig
+from knowrec.models.features import FeatureMap
 from knowrec.models.layers import MLP, ActivationUnit
 
 

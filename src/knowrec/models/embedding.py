@@ -1,5 +1,5 @@
 """The shared embedding of every backbone: one module turns an encoded batch
-(:class:`knowrec.features.Samples`) into vectors, with TRAWL knowledge injected into the
+(:class:`knowrec.models.features.Samples`) into vectors, with TRAWL knowledge injected into the
 user and item embeddings (:class:`~knowrec.models.adapter.EntityEmbedding`)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from knowrec.errors import ConfigError
-from knowrec.features import FeatureMap
 from knowrec.models.adapter import EntityEmbedding
 from knowrec.models.config import EmbeddingConfig
+from knowrec.models.features import FeatureMap
 from knowrec.models.layers import length_mask, masked_mean
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from knowrec.features import FeatureMap
 from knowrec.models.base import CTRModel
 from knowrec.models.embedding import EmbeddingConfig
+from knowrec.models.features import FeatureMap
 from knowrec.registry import BACKBONES
 
 

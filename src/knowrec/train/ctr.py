@@ -1,5 +1,5 @@
 """The :class:`~knowrec.train.Trainer` set up for a CTR model (TRAWL): shuffled row
-batches of :class:`~knowrec.features.Samples`, the :class:`JointLoss`, validation AUC."""
+batches of :class:`~knowrec.models.features.Samples`, the :class:`JointLoss`, validation AUC."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from knowrec.errors import ConfigError
-from knowrec.features import Samples
 from knowrec.metrics import auc, log_loss
 from knowrec.models.adapter import JointLoss
 from knowrec.models.base import CTRModel
+from knowrec.models.features import Samples
 from knowrec.train.trainer import Batches, FitResult, TrainConfig, Trainer
 
 

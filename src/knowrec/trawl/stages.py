@@ -90,10 +90,15 @@ def swing_positives(train: pl.DataFrame, cfg: SwingSection) -> dict[str, pl.Data
 
 
 def feature_spec(data: Dataset, cfg: FeaturesSection, *, max_len: int) -> Any:
-    """The :class:`~knowrec.features.FeatureSpec` of ``data``: the configured fields, or
+    """The :class:`~knowrec.models.features.FeatureSpec` of ``data``: the configured fields, or
     with ``"auto"`` the profile and item columns that make good CTR features (see
     :class:`FeaturesSection`)."""
-    from knowrec.features import CategoricalField, FeatureSpec, MultiValuedField, SequenceField
+    from knowrec.models.features import (
+        CategoricalField,
+        FeatureSpec,
+        MultiValuedField,
+        SequenceField,
+    )
 
     def auto(kind: str) -> list[str]:
         names = []
@@ -144,8 +149,8 @@ def fit_and_score(
     work: Path,
 ) -> dict[str, float]:
     """Train one model; validation and test AUC / LogLoss."""
-    from knowrec.features import FeatureMap, KnowledgeTable
     from knowrec.models import JointLoss, build_backbone
+    from knowrec.models.features import FeatureMap, KnowledgeTable
     from knowrec.train import CTRTrainer, seed_everything
 
     seed_everything(seed)
