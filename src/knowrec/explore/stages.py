@@ -5,6 +5,7 @@ quality model."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -226,7 +227,10 @@ def fit_recall_paths(
     for spec in cfg.recall.paths:
         path = build_path(spec, res)
         t0 = time.perf_counter()
-        path.fit(history, items)
+        if "checkpoint_dir" in inspect.signature(path.fit).parameters:  # a torch path
+            path.fit(history, items, checkpoint_dir=out / "checkpoints" / path.name)
+        else:
+            path.fit(history, items)
         fit_s = time.perf_counter() - t0
         triggers = list(order[: spec.max_triggers]) if spec.max_triggers else every
         t0 = time.perf_counter()
@@ -514,7 +518,7 @@ def fit_cross_encoder(
     )
     frame = pl.concat([clicks, quality]).with_columns(quality_teacher=pl.col("quality_label"))
     params = {"group_col": "group", "progress": False, **c.params}
-    model = cross_encoder_class(c)(**params).fit(frame, items)
+    model = cross_encoder_class(c)(**params).fit(frame, items, checkpoint_dir=out / "checkpoint")
     model.save(out / "model")
     keys = ["trigger_id", "item_id"]
     frames = {
