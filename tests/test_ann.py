@@ -79,10 +79,13 @@ def test_bad_input() -> None:
 
 
 def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
-    """Unit vectors around 64 random centres: a stand-in for sentence-encoder vectors."""
+    """Unit vectors near a 24-dimensional subspace, in 32 clusters: a stand-in for
+    sentence-encoder vectors (low intrinsic dimension, uneven density)."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(64, d))
-    x = centres[rng.integers(64, size=n)] + 1.2 * rng.normal(size=(n, d))
+    basis = np.random.default_rng(99).normal(size=(24, d))  # the same subspace for any seed
+    centres = np.random.default_rng(98).normal(size=(32, 24))
+    z = centres[rng.integers(32, size=n)] + 0.7 * rng.normal(size=(n, 24))
+    x = z @ basis + 0.1 * rng.normal(size=(n, d))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -107,30 +110,43 @@ def test_default_ivfpq_settings() -> None:
     assert default_nlist(3_000) == 76  # capped: ≥ 39 training points per list
 
 
-def test_ivfpq_sweep_is_stored_used_and_reloaded(tmp_path: Path) -> None:
-    x = _clustered(4000, 384)
+def test_ivfpq_codes_fit_64_bytes_at_d384() -> None:
+    x = _clustered(1000, 384)
     ids = [f"a{k}" for k in range(len(x))]
-    index = AnnIndex(ids, x, kind="ivfpq", tune_k=10, target_recall=0.9)
-    assert index.code_bytes() == 64  # 64 sub-quantizers × 8 bits for d = 384
+    for bits, m in ((8, 64), (4, 128)):
+        index = AnnIndex(ids, x, kind="ivfpq", pq_bits=bits, nprobe=4)
+        assert index.settings["pq_m"] == m and index.code_bytes() == 64
+
+
+def test_ivfpq_sweep_is_stored_used_and_reloaded(tmp_path: Path) -> None:
+    x = _clustered(3000, 384)
+    ids = [f"a{k}" for k in range(len(x))]
+    index = AnnIndex(ids, x, kind="ivfpq", pq_bits=4, rerank=4, tune_k=10, target_recall=0.85)
     sweep = index.sweep
     assert sweep is not None and sweep.k == 10 and sweep.queries == 1000
     recalls = [p.recall for p in sweep.points]
     assert [p.nprobe for p in sweep.points] == [1, 2, 4, 8, 16, 32, 64, index.settings["nlist"]]
     assert all(b >= a - 0.02 for a, b in itertools.pairwise(recalls))  # monotone up to PQ noise
-    assert recalls[0] < 0.9 <= recalls[-1]
-    assert index.nprobe == choose_nprobe(sweep, 0.9) > 1
+    assert recalls[0] < 0.85 <= recalls[-1]
+    assert index.nprobe == choose_nprobe(sweep, 0.85) > 1
 
     # Searches use the stored nprobe: the recall of a default search is the sweep's at it.
     q = _clustered(200, 384, seed=1)
-    chosen = index.tune(q, k=10, target_recall=0.9)
+    chosen = index.tune(q, k=10, target_recall=0.85)
     at = {p.nprobe: p.recall for p in index.sweep.points}
     assert index.recall_against_exact(q, 10) == pytest.approx(at[chosen])
-    assert index.search(q, 10)[0] == index.search(q, 10, nprobe=chosen)[0]
-    assert index.search(q, 10)[0] != index.search(q, 10, nprobe=1)[0]
+    got, scores = index.search(q, 10)
+    assert got == index.search(q, 10, nprobe=chosen)[0] != index.search(q, 10, nprobe=1)[0]
+    # Re-ranked scores are exact cosines.
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    exact = np.einsum(
+        "qd,qkd->qk", qn, index.vectors_of([i for row in got for i in row]).reshape(200, 10, -1)
+    )
+    np.testing.assert_allclose(scores, exact, atol=1e-5)
 
     loaded = AnnIndex.load(index.save(tmp_path / "idx"))
     assert loaded.sweep == index.sweep and loaded.nprobe == chosen
-    assert loaded.search(q, 10)[0] == index.search(q, 10)[0]
+    assert loaded.search(q, 10)[0] == got
 
 
 def test_sweep_needs_ivfpq_and_a_valid_target() -> None:

@@ -44,10 +44,11 @@ def default_nlist(n: int) -> int:
     return max(1, min(round(4 * np.sqrt(n)), n // MIN_POINTS_PER_LIST))
 
 
-def default_pq_m(d: int) -> int:
-    """Sub-quantizers for dimension ``d``: the largest divisor of ``d`` not above 64, so a
-    code takes at most 64 bytes (64 for d = 384: 6 dimensions per sub-quantizer)."""
-    return max(m for m in range(1, min(d, PQ_MAX_BYTES) + 1) if d % m == 0)
+def default_pq_m(d: int, bits: int = 8) -> int:
+    """Sub-quantizers for dimension ``d`` and ``bits`` per sub-quantizer: the largest
+    divisor of ``d`` whose code fits 64 bytes (d = 384: 64 × 8 bits or 128 × 4 bits)."""
+    most = min(d, PQ_MAX_BYTES * 8 // bits)
+    return max(m for m in range(1, most + 1) if d % m == 0)
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,13 @@ def recall_at_k(got: np.ndarray, exact: np.ndarray) -> float:
 class AnnIndex:
     """A FAISS index over ``vectors`` (n × d) whose rows are the items ``ids``.
 
-    ``ivfpq`` settings: ``nlist`` (default :func:`default_nlist`), ``pq_m`` sub-quantizers
-    of 8 bits, i.e. ``pq_m`` bytes per code (default :func:`default_pq_m`), and ``nprobe``:
-    ``None`` runs :meth:`tune` after building (the smallest nprobe reaching
-    ``target_recall`` at ``k = tune_k``); an integer is used as given.
+    ``ivfpq`` settings: ``nlist`` inverted lists (default :func:`default_nlist`);
+    ``pq_m`` sub-quantizers of ``pq_bits`` bits (8, or 4 for FAISS's fast-scan kernels),
+    i.e. codes of ``pq_m·pq_bits/8`` bytes (default :func:`default_pq_m`: ≤ 64 bytes);
+    ``rerank`` R: when > 0, each query's top ``R·k`` by PQ score are re-scored exactly
+    against the float32 vectors this class keeps anyway (:meth:`vectors_of`), and the best
+    ``k`` kept; ``nprobe``: ``None`` runs :meth:`tune` after building (the smallest nprobe
+    reaching ``target_recall`` at ``k = tune_k``), an integer is used as given.
     """
 
     def __init__(
@@ -116,6 +120,8 @@ class AnnIndex:
         kind: str = "flat",
         nlist: int | None = None,
         pq_m: int | None = None,
+        pq_bits: int = 8,
+        rerank: int = 0,
         nprobe: int | None = None,
         target_recall: float = 0.95,
         tune_k: int = 100,
@@ -138,9 +144,15 @@ class AnnIndex:
         if len(self.row) != len(self.ids):
             raise DataFormatError("ANN index: duplicate ids")
         self.metric, self.kind, self.dim = metric, kind, x.shape[1]
+        if pq_bits not in (4, 8):
+            raise ConfigError(f"ivfpq: pq_bits must be 8 or 4 (fast-scan), got {pq_bits}")
+        if rerank < 0:
+            raise ConfigError(f"ivfpq: rerank must be ≥ 0, got {rerank}")
         self.settings: dict[str, Any] = {
             "nlist": nlist or default_nlist(len(x)),
-            "pq_m": pq_m or default_pq_m(self.dim),
+            "pq_m": pq_m or default_pq_m(self.dim, pq_bits),
+            "pq_bits": pq_bits,
+            "rerank": rerank,
             "nprobe": nprobe,
             "hnsw_m": hnsw_m,
         }
@@ -164,7 +176,7 @@ class AnnIndex:
         elif self.kind == "hnsw":
             index = faiss.IndexHNSWFlat(d, s["hnsw_m"], measure)
         else:
-            nlist, m = s["nlist"], s["pq_m"]
+            nlist, m, bits = s["nlist"], s["pq_m"], s["pq_bits"]
             if d % m:
                 raise ConfigError(f"ivfpq: pq_m={m} must divide the dimension {d}")
             need = max(256, MIN_POINTS_PER_LIST * nlist)
@@ -174,7 +186,8 @@ class AnnIndex:
                     f"got {len(x)}: use kind='flat' or a smaller nlist"
                 )
             quantiser = faiss.IndexFlat(d, measure)
-            index = faiss.IndexIVFPQ(quantiser, d, nlist, m, 8, measure)
+            ivfpq = faiss.IndexIVFPQFastScan if bits == 4 else faiss.IndexIVFPQ
+            index = ivfpq(quantiser, d, nlist, m, bits, measure)
             index.cp.seed = seed
             index.pq.cp.seed = seed
             index.train(x)
@@ -190,20 +203,36 @@ class AnnIndex:
         return self.settings["nprobe"] if self.kind == "ivfpq" else None
 
     def code_bytes(self) -> int:
-        """Bytes of one stored code in the FAISS index: ``pq_m`` for ``ivfpq``, 4·d for the
-        float kinds. Not counted: the 8-byte id per entry of the inverted lists, the HNSW
-        links, and the float32 vectors this class keeps for :meth:`vectors_of`."""
+        """Bytes of one stored code in the FAISS index: ``pq_m·pq_bits/8`` for ``ivfpq``,
+        4·d for the float kinds. Not counted: the 8-byte id per entry of the inverted lists,
+        the HNSW links, and the float32 vectors (4·d bytes) this class keeps for
+        :meth:`vectors_of` and ``rerank``."""
         return int(self.index.code_size) if self.kind == "ivfpq" else 4 * self.dim
 
     def _rows(
         self, q: np.ndarray, want: int, nprobe: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS's own search: (scores, rows) of prepared queries, rows −1 where none."""
-        params = None
-        if self.kind == "ivfpq":
-            probe = nprobe or self.settings["nprobe"] or 1
-            params = faiss.SearchParametersIVF(nprobe=min(probe, self.index.nlist))
-        return self.index.search(np.ascontiguousarray(q), want, params=params)
+        """FAISS's own search (+ re-ranking): (scores, rows) of prepared queries, rows −1
+        where none."""
+        q = np.ascontiguousarray(q)
+        if self.kind != "ivfpq":
+            return self.index.search(q, want)
+        probe = nprobe or self.settings["nprobe"] or 1
+        params = faiss.SearchParametersIVF(nprobe=min(probe, self.index.nlist))
+        rerank = self.settings.get("rerank", 0)
+        if not rerank:
+            return self.index.search(q, want, params=params)
+        rows = self.index.search(q, min(rerank * want, len(self)), params=params)[1]
+        scores = np.empty(rows.shape, dtype=np.float32)
+        exact = faiss.fvec_L2sqr_by_idx if self.metric == "l2" else faiss.fvec_inner_products_by_idx
+        ptr = faiss.swig_ptr
+        exact(ptr(scores), ptr(q), ptr(self.vectors), ptr(rows), self.dim, *rows.shape)
+        # Best first: ascending distances for l2, descending inner products otherwise.
+        order = np.argsort(scores if self.metric == "l2" else -scores, axis=1)[:, :want]
+        rows = np.take_along_axis(rows, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        rows[~np.isfinite(scores)] = -1  # FAISS's −1 padding scores ±inf
+        return scores, rows
 
     def search(
         self,
@@ -287,7 +316,7 @@ class AnnIndex:
         if best < target_recall:
             log.warning(
                 "ivfpq: no nprobe up to %d reaches recall@%d %.3f (best %.3f at nprobe %d); "
-                "more sub-quantizers (pq_m) or fewer lists (nlist) would help",
+                "re-ranking (rerank), more sub-quantizers (pq_m) or fewer lists (nlist) would help",
                 self.sweep.points[-1].nprobe, k, target_recall, best, nprobe,
             )  # fmt: skip
         return nprobe
