@@ -111,7 +111,7 @@ def test_default_ivfpq_settings() -> None:
 
 
 def test_ivfpq_codes_fit_64_bytes_at_d384() -> None:
-    x = _clustered(1000, 384)
+    x = _clustered(400, 384)  # enough for 256-centroid codebooks, few for a quick test
     ids = [f"a{k}" for k in range(len(x))]
     for bits, m in ((8, 64), (4, 128)):
         index = AnnIndex(ids, x, kind="ivfpq", pq_bits=bits, nprobe=4)

@@ -103,12 +103,13 @@ class AnnIndex:
     """A FAISS index over ``vectors`` (n × d) whose rows are the items ``ids``.
 
     ``ivfpq`` settings: ``nlist`` inverted lists (default :func:`default_nlist`);
-    ``pq_m`` sub-quantizers of ``pq_bits`` bits (8, or 4 for FAISS's fast-scan kernels),
-    i.e. codes of ``pq_m·pq_bits/8`` bytes (default :func:`default_pq_m`: ≤ 64 bytes);
-    ``rerank`` R: when > 0, each query's top ``R·k`` by PQ score are re-scored exactly
-    against the float32 vectors this class keeps anyway (:meth:`vectors_of`), and the best
-    ``k`` kept; ``nprobe``: ``None`` runs :meth:`tune` after building (the smallest nprobe
-    reaching ``target_recall`` at ``k = tune_k``), an integer is used as given.
+    ``pq_m`` sub-quantizers of ``pq_bits`` bits (4: FAISS's fast-scan kernels, the
+    default; or 8), i.e. codes of ``pq_m·pq_bits/8`` bytes (default :func:`default_pq_m`:
+    ≤ 64 bytes); ``rerank`` R (default 4; 0 = off): each query's top ``R·k`` by PQ score
+    are re-scored exactly against the float32 vectors this class keeps anyway
+    (:meth:`vectors_of`) and the best ``k`` kept; ``nprobe``: ``None`` runs :meth:`tune`
+    after building (the smallest nprobe reaching ``target_recall`` at ``k = tune_k``), an
+    integer is used as given. docs/ann.md has the measurements behind these defaults.
     """
 
     def __init__(
@@ -120,8 +121,8 @@ class AnnIndex:
         kind: str = "flat",
         nlist: int | None = None,
         pq_m: int | None = None,
-        pq_bits: int = 8,
-        rerank: int = 0,
+        pq_bits: int = 4,
+        rerank: int = 4,
         nprobe: int | None = None,
         target_recall: float = 0.95,
         tune_k: int = 100,
@@ -227,8 +228,12 @@ class AnnIndex:
         exact = faiss.fvec_L2sqr_by_idx if self.metric == "l2" else faiss.fvec_inner_products_by_idx
         ptr = faiss.swig_ptr
         exact(ptr(scores), ptr(q), ptr(self.vectors), ptr(rows), self.dim, *rows.shape)
-        # Best first: ascending distances for l2, descending inner products otherwise.
-        order = np.argsort(scores if self.metric == "l2" else -scores, axis=1)[:, :want]
+        # The best `want`, best first: ascending distances (l2), descending inner products.
+        key = scores if self.metric == "l2" else -scores
+        top = np.argpartition(key, want - 1, axis=1)[:, :want] if want < key.shape[1] else None
+        if top is not None:
+            key, rows, scores = (np.take_along_axis(a, top, 1) for a in (key, rows, scores))
+        order = np.argsort(key, axis=1)
         rows = np.take_along_axis(rows, order, axis=1)
         scores = np.take_along_axis(scores, order, axis=1)
         rows[~np.isfinite(scores)] = -1  # FAISS's −1 padding scores ±inf
