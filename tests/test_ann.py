@@ -105,7 +105,8 @@ def test_choose_nprobe_is_the_smallest_meeting_the_target() -> None:
 
 
 def test_default_ivfpq_settings() -> None:
-    assert default_pq_m(384) == 64 and default_pq_m(32) == 32 and default_pq_m(100) == 50
+    assert default_pq_m(384, 8) == 64 and default_pq_m(384, 4) == 128
+    assert default_pq_m(32, 8) == 32 and default_pq_m(100, 8) == 50
     assert default_nlist(200_000) == 1789  # 4·√n
     assert default_nlist(3_000) == 76  # capped: ≥ 39 training points per list
 

@@ -33,7 +33,7 @@ METRICS = ("cosine", "ip", "l2")
 KINDS = ("flat", "hnsw", "ivfpq")
 NPROBE_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MIN_POINTS_PER_LIST = 39  # FAISS's k-means minimum of training points per centroid
-PQ_MAX_BYTES = 64  # default budget of one PQ code (one byte per sub-quantizer)
+PQ_MAX_BYTES = 64  # default size of one PQ code, in bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def default_nlist(n: int) -> int:
     return max(1, min(round(4 * np.sqrt(n)), n // MIN_POINTS_PER_LIST))
 
 
-def default_pq_m(d: int, bits: int = 8) -> int:
+def default_pq_m(d: int, bits: int) -> int:
     """Sub-quantizers for dimension ``d`` and ``bits`` per sub-quantizer: the largest
     divisor of ``d`` whose code fits 64 bytes (d = 384: 64 × 8 bits or 128 × 4 bits)."""
     most = min(d, PQ_MAX_BYTES * 8 // bits)
@@ -95,8 +95,11 @@ def recall_at_k(got: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of each row of ``exact`` (row ids, −1 = none) found in the same row of
     ``got``."""
     valid = exact >= 0
-    hits = (exact[:, :, None] == got[:, None, :]).any(-1) & valid
-    return float(np.mean(hits.sum(1) / np.maximum(valid.sum(1), 1)))
+    found = np.zeros(exact.shape, dtype=bool)
+    step = max(1, (1 << 24) // max(exact.shape[1] * got.shape[1], 1))  # ≤ 16 MB of compares
+    for i in range(0, len(exact), step):
+        found[i : i + step] = (exact[i : i + step, :, None] == got[i : i + step, None, :]).any(-1)
+    return float(np.mean((found & valid).sum(1) / np.maximum(valid.sum(1), 1)))
 
 
 class AnnIndex:
