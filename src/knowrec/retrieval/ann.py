@@ -172,9 +172,19 @@ class AnnIndex:
             faiss.normalize_L2(x)
         return x
 
+    def _queries(self, queries: np.ndarray) -> np.ndarray:
+        q = self._prepare(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+        if q.shape[1] != self.dim:
+            raise DataFormatError(f"ANN search: query dimension {q.shape[1]} != {self.dim}")
+        return q
+
+    @property
+    def _measure(self) -> int:
+        """FAISS's metric: L2 for ``l2``, inner product for ``ip`` and ``cosine``."""
+        return faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
     def _build(self, x: np.ndarray, seed: int) -> faiss.Index:
-        measure = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        d, s = self.dim, self.settings
+        measure, d, s = self._measure, self.dim, self.settings
         if self.kind == "flat":
             index = faiss.IndexFlat(d, measure)
         elif self.kind == "hnsw":
@@ -253,9 +263,7 @@ class AnnIndex:
         """Top-``k`` ids and scores per query row (higher is better; for ``l2`` the score is
         the negative squared distance). ``exclude[q]`` drops that id from query q's list.
         ``nprobe`` overrides the stored one (``ivfpq``)."""
-        q = self._prepare(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
-        if q.shape[1] != self.dim:
-            raise DataFormatError(f"ANN search: query dimension {q.shape[1]} != {self.dim}")
+        q = self._queries(queries)
         extra = 1 if exclude is not None else 0
         want = min(k + extra, len(self.ids))
         scores, rows = self._rows(q, want, nprobe)
@@ -290,11 +298,10 @@ class AnnIndex:
             own = np.random.default_rng(seed).choice(len(self), min(sample, len(self)), False)
             q = self.vectors[own]
         else:
-            q = self._prepare(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+            q = self._queries(queries)
         k = min(k, len(self) - (own is not None))
         want = k + (own is not None)
-        measure = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        exact = _drop_own(faiss.knn(q, self.vectors, want, measure)[1], own, k)
+        exact = _drop_own(faiss.knn(q, self.vectors, want, self._measure)[1], own, k)
         points = []
         for nprobe in sorted({min(p, self.index.nlist) for p in grid}):
             start = time.perf_counter()
@@ -342,9 +349,8 @@ class AnnIndex:
 
     def recall_against_exact(self, queries: np.ndarray, k: int) -> float:
         """Mean overlap of this index's top-k with exact search's top-k (1.0 for flat)."""
-        q = self._prepare(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
-        measure = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        return recall_at_k(self._rows(q, k)[1], faiss.knn(q, self.vectors, k, measure)[1])
+        q = self._queries(queries)
+        return recall_at_k(self._rows(q, k)[1], faiss.knn(q, self.vectors, k, self._measure)[1])
 
     def save(self, directory: str | Path) -> Path:
         """``index.faiss``, ``vectors.npy`` and ``ann.json`` (ids, settings, the sweep)."""
