@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,13 @@ import pytest
 
 from knowrec.errors import ConfigError, DataFormatError, UnknownIdError
 from knowrec.retrieval import AnnIndex
+from knowrec.retrieval.ann import (
+    NprobeSweep,
+    SweepPoint,
+    choose_nprobe,
+    default_nlist,
+    default_pq_m,
+)
 
 
 def _data(n: int = 500, d: int = 32, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -68,3 +76,85 @@ def test_bad_input() -> None:
         AnnIndex(ids, x).search(np.zeros((1, 3)), 2)
     with pytest.raises(DataFormatError, match="readable"):
         AnnIndex.load("/nonexistent")
+
+
+def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors near a 24-dimensional subspace, in 32 clusters: a stand-in for
+    sentence-encoder vectors (low intrinsic dimension, uneven density)."""
+    rng = np.random.default_rng(seed)
+    basis = np.random.default_rng(99).normal(size=(24, d))  # the same subspace for any seed
+    centres = np.random.default_rng(98).normal(size=(32, 24))
+    z = centres[rng.integers(32, size=n)] + 0.7 * rng.normal(size=(n, 24))
+    x = z @ basis + 0.1 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _sweep(*recalls: float) -> NprobeSweep:
+    points = tuple(SweepPoint(2**j, r, 1000.0 / 2**j) for j, r in enumerate(recalls))
+    return NprobeSweep(k=10, queries=100, threads=1, points=points)
+
+
+def test_choose_nprobe_is_the_smallest_meeting_the_target() -> None:
+    sweep = _sweep(0.5, 0.8, 0.93, 0.96, 0.99, 0.99)
+    assert choose_nprobe(sweep, 0.95) == 8
+    assert choose_nprobe(sweep, 0.93) == 4
+    assert choose_nprobe(sweep, 0.4) == 1
+    assert choose_nprobe(_sweep(0.5, 0.7, 0.7, 0.6), 0.95) == 2  # none meets: best, smallest
+    with pytest.raises(ConfigError, match="empty"):
+        choose_nprobe(NprobeSweep(k=10, queries=0, threads=1, points=()), 0.9)
+
+
+def test_default_ivfpq_settings() -> None:
+    assert default_pq_m(384, 8) == 64 and default_pq_m(384, 4) == 128
+    assert default_pq_m(32, 8) == 32 and default_pq_m(100, 8) == 50
+    assert default_nlist(200_000) == 1789  # 4·√n
+    assert default_nlist(3_000) == 76  # capped: ≥ 39 training points per list
+
+
+def test_ivfpq_codes_fit_64_bytes_at_d384() -> None:
+    x = _clustered(400, 384)  # enough for 256-centroid codebooks, few for a quick test
+    ids = [f"a{k}" for k in range(len(x))]
+    for bits, m in ((8, 64), (4, 128)):
+        index = AnnIndex(ids, x, kind="ivfpq", pq_bits=bits, nprobe=4)
+        assert index.settings["pq_m"] == m and index.code_bytes() == 64
+
+
+def test_ivfpq_sweep_is_stored_used_and_reloaded(tmp_path: Path) -> None:
+    x = _clustered(3000, 384)
+    ids = [f"a{k}" for k in range(len(x))]
+    index = AnnIndex(ids, x, kind="ivfpq", pq_bits=4, rerank=4, tune_k=10, target_recall=0.85)
+    sweep = index.sweep
+    assert sweep is not None and sweep.k == 10 and sweep.queries == 1000
+    recalls = [p.recall for p in sweep.points]
+    assert [p.nprobe for p in sweep.points] == [1, 2, 4, 8, 16, 32, 64, index.settings["nlist"]]
+    assert all(b >= a - 0.02 for a, b in itertools.pairwise(recalls))  # monotone up to PQ noise
+    assert recalls[0] < 0.85 <= recalls[-1]
+    assert index.nprobe == choose_nprobe(sweep, 0.85) > 1
+
+    # Searches use the stored nprobe: the recall of a default search is the sweep's at it.
+    q = _clustered(200, 384, seed=1)
+    chosen = index.tune(q, k=10, target_recall=0.85)
+    at = {p.nprobe: p.recall for p in index.sweep.points}
+    assert index.recall_against_exact(q, 10) == pytest.approx(at[chosen])
+    got, scores = index.search(q, 10)
+    assert got == index.search(q, 10, nprobe=chosen)[0] != index.search(q, 10, nprobe=1)[0]
+    # Re-ranked scores are exact cosines.
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    exact = np.einsum(
+        "qd,qkd->qk", qn, index.vectors_of([i for row in got for i in row]).reshape(200, 10, -1)
+    )
+    np.testing.assert_allclose(scores, exact, atol=1e-5)
+
+    loaded = AnnIndex.load(index.save(tmp_path / "idx"))
+    assert loaded.sweep == index.sweep and loaded.nprobe == chosen
+    assert loaded.search(q, 10)[0] == got
+
+
+def test_sweep_needs_ivfpq_and_a_valid_target() -> None:
+    ids, x = _data(300, 8)
+    with pytest.raises(ConfigError, match="needs kind='ivfpq'"):
+        AnnIndex(ids, x).sweep_nprobe()
+    index = AnnIndex(ids, x, kind="ivfpq", nprobe=4)
+    assert index.sweep is None and index.nprobe == 4  # a given nprobe is used as given
+    with pytest.raises(ConfigError, match="target_recall"):
+        index.tune(target_recall=1.5)
