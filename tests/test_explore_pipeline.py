@@ -246,7 +246,7 @@ def test_config_mistakes_are_clear(tmp_path: Path) -> None:
     one_line_error(knowrec("run", bad), "recall.k")
     one_line_error(knowrec("run", bad, "--set", "recall.k=30", "--set", "judge=1"), "judge")
     bad.write_text('pipeline = "nope"\n')
-    known = "unknown pipeline 'nope'; known pipelines are explore, trawl"
+    known = "unknown pipeline 'nope'; known pipelines are explore, hknr, trawl"
     one_line_error(knowrec("run", bad), known)
 
 
