@@ -272,6 +272,6 @@ def test_knowrec_run_with_a_plugin_pipeline(plugins: Path, tmp_path: Path) -> No
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
-        f"error: {config}: unknown pipeline 'test_echoo'; known pipelines are explore, "
+        f"error: {config}: unknown pipeline 'test_echoo'; known pipelines are explore, hknr, "
         "test_echo, trawl"
     ]
