@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from knowrec.errors import ConfigError, DataFormatError, UnknownIdError
 from knowrec.retrieval import AnnIndex
 from knowrec.retrieval.ann import (
+    NPROBE_GRID,
     NprobeSweep,
     SweepPoint,
     choose_nprobe,
     default_nlist,
     default_pq_m,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread() -> Iterator[None]:
+    """Tiny indexes train faster on one thread: OpenMP barriers on a busy machine cost more
+    than the work (8 s instead of 0.15 s for 64 codebooks of 400 points)."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
 
 
 def _data(n: int = 500, d: int = 32, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -126,7 +139,8 @@ def test_ivfpq_sweep_is_stored_used_and_reloaded(tmp_path: Path) -> None:
     sweep = index.sweep
     assert sweep is not None and sweep.k == 10 and sweep.queries == 1000
     recalls = [p.recall for p in sweep.points]
-    assert [p.nprobe for p in sweep.points] == [1, 2, 4, 8, 16, 32, 64, index.settings["nlist"]]
+    nlist = index.settings["nlist"]
+    assert [p.nprobe for p in sweep.points] == [p for p in NPROBE_GRID if p < nlist] + [nlist]
     assert all(b >= a - 0.02 for a, b in itertools.pairwise(recalls))  # monotone up to PQ noise
     assert recalls[0] < 0.85 <= recalls[-1]
     assert index.nprobe == choose_nprobe(sweep, 0.85) > 1

@@ -31,7 +31,8 @@ from knowrec.errors import ConfigError, DataFormatError, UnknownIdError
 
 METRICS = ("cosine", "ip", "l2")
 KINDS = ("flat", "hnsw", "ivfpq")
-NPROBE_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# Steps of ~√2, so the chosen nprobe overshoots the needed one by at most ~40%.
+NPROBE_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 MIN_POINTS_PER_LIST = 39  # FAISS's k-means minimum of training points per centroid
 PQ_MAX_BYTES = 64  # default size of one PQ code, in bytes
 
