@@ -201,7 +201,8 @@ def make_samples(
 
 class HknrNet(nn.Module):
     """Graph encoder (or, without it, projected article vectors) → the user vector by
-    temporal attention pooling (or the mean of the clicks) → the knowledge ranker."""
+    temporal attention pooling (or the mean of the clicks) → the knowledge ranker, plus a
+    learnt bias per article."""
 
     def __init__(self, world: NewsWorld, graph: GraphSettings, ranker: RankerSettings) -> None:
         super().__init__()
@@ -222,6 +223,10 @@ class HknrNet(nn.Module):
             knowledge=ranker.knowledge,
             dropout=ranker.dropout,
         )
+        # Which articles people click at all (NeMig's strongest signal): a learnt bias per
+        # article, 0 for articles without training samples.
+        self.article_bias = nn.Embedding(len(world.article_row), 1)
+        nn.init.zeros_(self.article_bias.weight)
         self.register_buffer("entities", torch.as_tensor(k.entities), persistent=False)
         self.register_buffer("topics", torch.as_tensor(k.topics), persistent=False)
 
@@ -249,7 +254,8 @@ class HknrNet(nn.Module):
                 users[rows] = clicks.sum(1) / count
         a, sem = s.article, self.world.semantic
         fused = self.ranker.fuse(sem[a], self.entities[a], self.topics[a])
-        return self.ranker(users, fused, recall_cosine(sem, s)), fused
+        logits = self.ranker(users, fused, recall_cosine(sem, s))
+        return logits + self.article_bias(a).squeeze(-1), fused
 
 
 def recall_cosine(semantic: torch.Tensor, s: Samples) -> torch.Tensor:
