@@ -42,6 +42,7 @@ def test_runs_reports_and_reuses_its_stages(tmp_path: Path) -> None:
     assert row["test_cold_samples"] > 100 and 0.5 < row["test_cold_auc"] < row["test_auc"]
     md = (tmp_path / "run" / "results.md").read_text()
     assert "Table 1" in md and "| none |" in md and "din cold AUC" in md
+    assert "SWING positives (examples)" in md
     assert (tmp_path / "run" / "report.html").read_text().lower().startswith("<!doctype html>")
     with pytest.raises(ConfigError, match="no trained TRAWL model"):
         adapted_item_vectors(first)

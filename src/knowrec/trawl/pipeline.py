@@ -31,7 +31,7 @@ from knowrec.errors import ConfigError
 from knowrec.report import write_report
 from knowrec.runs import Run, config_slice
 from knowrec.trawl.config import NOT_TRAINING, TrawlConfig
-from knowrec.trawl.report import print_table, protocol_text, summarise
+from knowrec.trawl.report import print_table, protocol_text, summarise, swing_examples
 from knowrec.trawl.stages import (
     ITEM_VECTORS,
     encode_table,
@@ -180,6 +180,7 @@ def run_trawl(
     report = {"protocol": protocol_text(cfg), "floors": floor_rows, "runs": results}
     (run.dir / "results.json").write_text(json.dumps(report, indent=2))
     sections = summarise(cfg, results, floor_rows)
+    sections.append(swing_examples(partners, data.items))
     paths = write_report(run.dir, f"TRAWL — {cfg.name}", sections)
     print_table(console, sections[1])
     print_table(console, sections[2])

@@ -106,3 +106,28 @@ def summarise(
 
 def print_table(console: Console, section: ReportSection) -> None:
     print_rows(console, section.title, section.rows, missing=section.missing)
+
+
+def swing_examples(
+    partners: dict[str, pl.DataFrame], items: pl.DataFrame, n: int = 8
+) -> ReportSection:
+    """The highest-SWING positive of the ``n`` items with the strongest one: what the
+    contrastive loss pulls together."""
+    title: dict[str, str] = {}
+    if "title" in items.columns:
+        title = dict(zip(*items.select("item_id", "title").cast(pl.String), strict=True))
+    top = partners["item"].drop_nulls("positive_id").sort("score", descending=True).head(n)
+    rows = [
+        {
+            "item": title.get(str(r["id"]), str(r["id"])),
+            "SWING positive": title.get(str(r["positive_id"]), str(r["positive_id"])),
+            "score": r["score"],
+        }
+        for r in top.iter_rows(named=True)
+    ]
+    return ReportSection(
+        "SWING positives (examples)",
+        rows,
+        notes="each training item's highest-SWING other item is its contrastive positive",
+        empty="no item has a SWING positive",
+    )
