@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from knowrec.explore.config import ExploreConfig, PathSpec
 from knowrec.explore.evaluate import EvalFrames, choose_combination
 from knowrec.explore.pipeline import run_explore
 from knowrec.explore.service import SERVING_FILE, ExploreService, NoCandidatesError
+from tests.serving import free_port, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWREC = [sys.executable, "-m", "knowrec"]
@@ -156,34 +155,13 @@ def test_recommend_cli(finished: Finished) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_http_server(finished: Finished) -> None:
     """`knowrec serve`: a real uvicorn server in a subprocess, queried over HTTP."""
     out, _, _ = finished
-    port = _free_port()
-    server = subprocess.Popen(
-        [*KNOWREC, "serve", "--run", str(out), "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                health = httpx.get(f"{url}/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.5)
+    port = free_port()
+    serve = [*KNOWREC, "serve", "--run", str(out), "--port", str(port)]
+    with running_server(serve, port, cwd=ROOT) as url:
+        health = httpx.get(f"{url}/health")
         with ExploreService.load(out) as service:
             expected, n_items = service.recommend("7", 3), len(service.titles)
         assert health.json() == {"status": "ok", "run": "tiny", "items": n_items}
@@ -195,9 +173,6 @@ def test_http_server(finished: Finished) -> None:
         assert missing.status_code == 404 and "unknown item id '999'" in missing.json()["error"]
         assert httpx.get(f"{url}/items/999").status_code == 404
         assert httpx.get(f"{url}/recommend", params={"item": "7", "k": 0}).status_code == 422
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     one_line_error(knowrec("serve", "--run", out.parent / "nope"), "does not exist")
 
 

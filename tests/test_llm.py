@@ -45,6 +45,7 @@ from knowrec.llm import (
 )
 from knowrec.llm.base import check_schema
 from knowrec.llm.models import ChunkPart, get_spec, is_pulled
+from tests.serving import free_port
 
 THREADS = int(os.environ.get("KNOWREC_TEST_THREADS", "2"))
 KNOWREC = [sys.executable, "-m", "knowrec"]
@@ -92,12 +93,6 @@ def using_cache(llm: Any, path: Path) -> Iterator[ResultCache]:
     finally:
         llm.cache.close()
         llm.cache = old
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------ pure logic (fast)

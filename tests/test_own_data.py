@@ -9,10 +9,8 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 
 import knowrec as package
+from tests.serving import free_port, running_server
 
 KNOWREC = [sys.executable, "-m", "knowrec"]
 # The commands run in a scratch directory: they import the knowrec this test imports.
@@ -156,12 +155,6 @@ def no_missing_words(run: Path) -> None:
         assert not re.search(r"\b(nan|NaN|None)\b", text), (name, re.findall(r".{40}\bnan\b", text))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_new_user_clicks_to_http(tmp_path: Path) -> None:
     clicks, items = write_own_data(tmp_path)
     # The command of the issue: texts from a separate file joined onto a bare click log.
@@ -214,34 +207,15 @@ def test_new_user_clicks_to_http(tmp_path: Path) -> None:
     assert "Hiking guide p03 (p03)" in table and "…" not in table
 
     port = free_port()
-    server = subprocess.Popen(
-        [*KNOWREC, "serve", "--run", "runs/explore", "--port", str(port)],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"{url}/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+    serve = [*KNOWREC, "serve", "--run", "runs/explore", "--port", str(port)]
+    with running_server(serve, port, cwd=tmp_path, env=ENV, timeout=60) as url:
+        health = httpx.get(f"{url}/health")
         assert health.json() == {"status": "ok", "run": "my clicks", "items": 40}
         served = httpx.get(f"{url}/recommend", params={"item": "p03", "k": 3}).json()
         assert [r["item_id"] for r in served["items"]] == [r["item_id"] for r in rec["items"]][:3]
         assert httpx.get(f"{url}/items/p03").json()["title"] == "Hiking guide p03"
         missing = httpx.get(f"{url}/recommend", params={"item": "p99"})
         assert missing.status_code == 404 and "unknown item id 'p99'" in missing.json()["error"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 MALFORMED = [
