@@ -63,6 +63,26 @@ def test_a_sample_sees_only_earlier_clicks() -> None:
     assert "strictly earlier" in proto.describe()
 
 
+def test_the_click_prior_never_counts_the_row_it_scores_or_a_later_impression() -> None:
+    """An article's click prior counts training impressions before the row's own (all of
+    them but the row itself when the log has no times)."""
+    from knowrec.hknr.protocol import click_prior
+
+    days = [T0 + timedelta(days=d) for d in (0, 1, 2, 2)]
+    train = pl.DataFrame(
+        {"item_id": ["a", "a", "a", "b"], "label": [1, 1, 0, 0], "time": days},
+        schema_overrides={"time": pl.Datetime("ms")},
+    )
+    rate = np.exp(click_prior(train, train, strength=2.0).to_numpy())
+    rate = rate / (1 + rate)  # mean 0.5, smoothing 2: (c + 1) / (n + 2)
+    np.testing.assert_allclose(rate, [1 / 2, 2 / 3, 3 / 4, 1 / 2])  # day 2 sees days 0-1
+
+    untimed = train.with_columns(time=pl.lit(None, pl.Datetime("ms")))
+    rate = np.exp(click_prior(untimed, untimed, strength=2.0, own=True).to_numpy())
+    rate = rate / (1 + rate)
+    np.testing.assert_allclose(rate, [2 / 4, 2 / 4, 3 / 4, 1 / 2])  # the row's label left out
+
+
 def test_the_user_vector_is_the_decayed_mean_of_recent_clicks() -> None:
     proto, index = make_news_protocol(news_log(), (1.0, 0.0, 0.0)), topic_index()
     query = proto.samples["train"].unique("impression_id").select("user_id", "time")
@@ -185,8 +205,9 @@ def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
     result = run_hknr("configs/hknr_synthetic.toml", tmp_path / "run", overrides=overrides)
     models = {row["model"] for row in result["runs"]}
     assert models == {
-        "popularity", "semantic (encoder cosine)", "hknr", "hknr w/o graph",
-        "hknr w/o knowledge", "nrms",
+        "popularity", "semantic (encoder cosine)",
+        "article click rate (earlier train impressions)", "hknr", "hknr w/o graph",
+        "hknr w/o knowledge", "hknr w/o click prior", "nrms",
     }  # fmt: skip
     assert all(0.0 <= row["AUC"] <= 1.0 and 0.0 < row["MRR"] <= 1.0 for row in result["runs"])
     recall = result["recall"]

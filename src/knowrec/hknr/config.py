@@ -35,6 +35,7 @@ class RankerSettings(Section):
     """Stage 3: the knowledge-augmented ranker and its loss."""
 
     knowledge: bool = True  # false: no gated fusion, the semantic vector alone
+    click_prior: bool = True  # add the article's smoothed training click rate (log-odds)
     max_entities: int = Field(default=5, ge=1)
     entity_dim: int = Field(default=32, ge=2)  # graph vectors of the entities
     dropout: float = Field(default=0.1, ge=0, lt=1)

@@ -46,8 +46,9 @@ class Graph:
 
 @dataclass
 class Samples:
-    """Rows to score: user and article rows, label, impression code, snapshot, and the
-    user's clicks before the impression (article rows, metadata, mask)."""
+    """Rows to score: user and article rows, label, impression code, snapshot, the
+    user's clicks before the impression (article rows, metadata, mask) and the article's
+    click prior (:func:`~knowrec.hknr.protocol.click_prior`; 0 when not given)."""
 
     user: torch.Tensor  # (n,)
     article: torch.Tensor  # (n,)
@@ -57,6 +58,7 @@ class Samples:
     clicks: torch.Tensor  # (n, L) article rows (0 where masked)
     meta: torch.Tensor  # (n, L, META)
     mask: torch.Tensor  # (n, L) bool
+    prior: torch.Tensor  # (n,) log-odds
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -155,7 +157,7 @@ def make_samples(
     frame: pl.DataFrame, history: pl.DataFrame, world: NewsWorld, max_clicks: int
 ) -> Samples:
     """The tensors of a sample frame (``impression_id``, ``user_id``, ``item_id``,
-    ``label``, ``time``); rows whose article is unknown are dropped."""
+    ``label``, ``time``, optionally ``prior``); rows whose article is unknown are dropped."""
     frame = frame.filter(pl.col("item_id").is_in(list(world.article_row)))
     queries = frame.select("impression_id", "user_id", "time").unique(
         "impression_id", maintain_order=True
@@ -196,13 +198,18 @@ def make_samples(
         clicks=torch.as_tensor(clicks[qi]),
         meta=torch.as_tensor(meta[qi]),
         mask=torch.as_tensor(mask[qi]),
+        prior=torch.as_tensor(
+            frame["prior"].to_numpy().astype(np.float32)
+            if "prior" in frame.columns
+            else np.zeros(frame.height, dtype=np.float32)
+        ),
     )
 
 
 class HknrNet(nn.Module):
     """Graph encoder (or, without it, projected article vectors) → the user vector by
-    temporal attention pooling (or the mean of the clicks) → the knowledge ranker, plus a
-    learnt bias per article."""
+    temporal attention pooling (or the mean of the clicks) → the knowledge ranker, plus the
+    article's click prior times a learnt weight."""
 
     def __init__(self, world: NewsWorld, graph: GraphSettings, ranker: RankerSettings) -> None:
         super().__init__()
@@ -223,10 +230,8 @@ class HknrNet(nn.Module):
             knowledge=ranker.knowledge,
             dropout=ranker.dropout,
         )
-        # Which articles people click at all (NeMig's strongest signal): a learnt bias per
-        # article, 0 for articles without training samples.
-        self.article_bias = nn.Embedding(len(world.article_row), 1)
-        nn.init.zeros_(self.article_bias.weight)
+        # Which articles people click at all, whoever they are (NeMig's strongest signal).
+        self.prior_weight = nn.Parameter(torch.tensor(1.0)) if ranker.click_prior else None
         self.register_buffer("entities", torch.as_tensor(k.entities), persistent=False)
         self.register_buffer("topics", torch.as_tensor(k.topics), persistent=False)
 
@@ -255,7 +260,9 @@ class HknrNet(nn.Module):
         a, sem = s.article, self.world.semantic
         fused = self.ranker.fuse(sem[a], self.entities[a], self.topics[a])
         logits = self.ranker(users, fused, recall_cosine(sem, s))
-        return logits + self.article_bias(a).squeeze(-1), fused
+        if self.prior_weight is not None:
+            logits = logits + self.prior_weight * s.prior
+        return logits, fused
 
 
 def recall_cosine(semantic: torch.Tensor, s: Samples) -> torch.Tensor:

@@ -80,3 +80,42 @@ def history_before(history: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame
     ``time`` (all of them when ``time`` is null), with the query's columns."""
     joined = queries.join(history, on="user_id", how="inner", suffix="_click")
     return joined.filter(pl.col("time").is_null() | (pl.col("time_click") < pl.col("time")))
+
+
+def click_prior(
+    train: pl.DataFrame, frame: pl.DataFrame, *, strength: float = 5.0, own: bool = False
+) -> pl.Series:
+    """Each row's smoothed log-odds that its article is clicked when shown, counted over the
+    training impressions that precede the row's impression: ``(c + k·m) / (n + k)`` with
+    ``c`` clicks in ``n`` showings, ``m`` the mean training click rate and ``k =
+    strength``. Logs without times count every training impression; ``own=True`` (the
+    rows of ``train`` itself) then leaves the row's own label out. With times, a row sees
+    only impressions strictly earlier than its own."""
+    mean = float(train["label"].mean() or 0.0)
+    counts = train.group_by("item_id", "time").agg(c=pl.col("label").sum(), n=pl.len())
+    if frame["time"].null_count() == frame.height:
+        totals = counts.group_by("item_id").agg(pl.col("c").sum(), pl.col("n").sum())
+        rows = frame.join(totals, on="item_id", how="left", maintain_order="left")
+        c, n = pl.col("c").fill_null(0), pl.col("n").fill_null(0)
+        if own:
+            c, n = c - pl.col("label"), n - 1
+    else:
+        running = counts.sort("item_id", "time").with_columns(
+            pl.col("c").cum_sum().over("item_id"), pl.col("n").cum_sum().over("item_id")
+        )
+        rows = (
+            frame.with_row_index("__row")
+            .sort("time")
+            .join_asof(
+                running.sort("time"),
+                on="time",
+                by="item_id",
+                strategy="backward",
+                allow_exact_matches=False,
+                check_sortedness=False,  # sorted by time above; by-groups cannot be checked
+            )
+            .sort("__row")
+        )
+        c, n = pl.col("c").fill_null(0), pl.col("n").fill_null(0)
+    rate = (c + strength * mean) / (n + strength)
+    return rows.select((rate / (1 - rate)).log().alias("prior"))["prior"]
