@@ -111,6 +111,10 @@ def test_recall_leaves_out_clicked_articles_and_keeps_a_recent_interest() -> Non
     both = recall(proto.history, query, index, slow.model_copy(update={"multi_query": 1}))
     assert {i[0] for i in both["item_id"]} == {"A", "B"} and "B0" not in set(both["item_id"])
     assert both["rank"].to_list() == list(range(1, 6))
+    found_by = dict(zip(both["item_id"], both["found_by"], strict=True))
+    assert {found_by[i] for i in found_by if i[0] == "A"} == {"profile"}
+    assert "B0" in {found_by[i] for i in found_by if i[0] == "B"}  # the recent click's list
+    assert set(only_mean["found_by"]) == {"profile"}
 
 
 def test_a_log_without_times_needs_the_position_decay() -> None:

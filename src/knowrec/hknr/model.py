@@ -119,14 +119,20 @@ class KnowledgeRanker(nn.Module):
 
     def fuse(self, sem: torch.Tensor, entities: torch.Tensor, topic: torch.Tensor) -> torch.Tensor:
         """sem (B, D), entities (B, E) indices (0 = none), topic (B,) → f (B, H)."""
+        return self.fuse_with_gate(sem, entities, topic)[0]
+
+    def fuse_with_gate(
+        self, sem: torch.Tensor, entities: torch.Tensor, topic: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """f (B, H) and the gate g (B, H): 1 − g is the share of knowledge in f."""
         s = self.semantic(sem)
         if not self.knowledge:
-            return s
+            return s, torch.ones_like(s)
         mask = (entities > 0).unsqueeze(-1).float()
         ent = (self.entity(entities) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         k = ent + self.topic(topic)
         g = torch.sigmoid(self.gate(torch.cat([s, k], dim=-1)))
-        return g * s + (1 - g) * k
+        return g * s + (1 - g) * k, g
 
     def forward(
         self, user: torch.Tensor, fused: torch.Tensor, recall_score: torch.Tensor

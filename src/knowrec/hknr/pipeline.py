@@ -144,21 +144,7 @@ def run_hknr(
         after=["protocol", "vectors"],
     )
 
-    from knowrec.hknr.fit import build_world, make_samples
-
-    world = build_world(
-        proto.history, list(proto.samples.values()), ids, vectors, knowledge, cfg.graph
-    )
-    train_frame = proto.samples["train"]
-    samples = {
-        name: make_samples(
-            frame.with_columns(click_prior(train_frame, frame, own=name == "train")),
-            proto.history,
-            world,
-            cfg.graph.max_clicks,
-        )
-        for name, frame in proto.samples.items()
-    }
+    world, samples = build_tensors(cfg, proto, ids, vectors, knowledge)
     test = samples["test"]
     y, group = test.label.numpy(), test.group.numpy()
     rows: list[dict[str, Any]] = []
@@ -181,7 +167,7 @@ def run_hknr(
                 np.save(d / "test_scores.npy", scores)
 
             scores = run.stage(
-                f"train-{model.replace(' ', '_').replace('/', '')}-s{seed}",
+                train_stage(model, seed),
                 {**training, "model": model, "seed": seed},
                 train,
                 lambda d: np.load(d / "test_scores.npy"),
@@ -205,6 +191,47 @@ def load_stages(out: str | Path) -> dict[str, Any]:
         "knowledge": _load_knowledge,
     }
     return {name: load(run / stages[name]["folder"]) for name, load in loaders.items()}
+
+
+def build_tensors(
+    cfg: HknrConfig, proto: NewsProtocol, ids: list[str], vectors: np.ndarray, knowledge: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The news world (articles, users, snapshot graphs) and the samples of every part,
+    with each row's click prior."""
+    from knowrec.hknr.fit import build_world, make_samples
+
+    frames = proto.samples
+    world = build_world(proto.history, list(frames.values()), ids, vectors, knowledge, cfg.graph)
+    samples = {
+        name: make_samples(
+            frame.with_columns(click_prior(frames["train"], frame, own=name == "train")),
+            proto.history,
+            world,
+            cfg.graph.max_clicks,
+        )
+        for name, frame in frames.items()
+    }
+    return world, samples
+
+
+def train_stage(model: str, seed: int) -> str:
+    """The stage name of one trained model: ``train-hknr_wo_graph-s0``."""
+    return f"train-{model.replace(' ', '_').replace('/', '')}-s{seed}"
+
+
+def build_model(cfg: HknrConfig, model: str, world: Any) -> tuple[Any, Any]:
+    """The network of ``model`` (a name of :data:`MODELS`) and its objective (None: the
+    network's own ``loss``)."""
+    from knowrec.hknr.baselines import NRMS
+    from knowrec.hknr.fit import HknrNet, HknrObjective
+
+    if model == "nrms":
+        return NRMS(world), None
+    changes = MODELS[model]
+    graph = cfg.graph.model_copy(update=changes.get("graph", {}))
+    ranker = cfg.ranker.model_copy(update=changes.get("ranker", {}))
+    net = HknrNet(world, graph, ranker)
+    return net, HknrObjective(net, ranker)
 
 
 _NOT_KNOWLEDGE = (
@@ -243,20 +270,11 @@ def _fit_model(
     """Train one model (checkpoints in ``work``: a killed run resumes) → test scores."""
     import torch
 
-    from knowrec.hknr.baselines import NRMS
-    from knowrec.hknr.fit import HknrNet, HknrObjective, impression_batches, predict
+    from knowrec.hknr.fit import impression_batches, predict
     from knowrec.train import Trainer
 
     torch.manual_seed(seed)
-    changes = MODELS[model]
-    graph = cfg.graph.model_copy(update=changes.get("graph", {}))
-    ranker = cfg.ranker.model_copy(update=changes.get("ranker", {}))
-    if model == "nrms":
-        net: torch.nn.Module = NRMS(world)
-        objective = None
-    else:
-        net = HknrNet(world, graph, ranker)
-        objective = HknrObjective(net, ranker)
+    net, objective = build_model(cfg, model, world)
     train_cfg = cfg.train.model_copy(update={"seed": seed})
     valid = samples["valid"]
     y, group = valid.label.numpy(), valid.group.numpy()
@@ -268,6 +286,7 @@ def _fit_model(
         },
         resume=True,
     )
+    torch.save(net.state_dict(), work / "model.pt")
     return predict(net, samples["test"])
 
 

@@ -96,8 +96,10 @@ def recall(
 ) -> pl.DataFrame:
     """Top-``k`` candidates per query row: ``query`` (row number), ``item_id``, ``score``
     (reciprocal-rank fusion of the user vector's list and each recent click's list),
-    ``cosine`` (the best cosine among them), ``rank`` (1 = best). Already clicked
-    articles are left out; queries without history get no row."""
+    ``cosine`` (the best cosine among them), ``rank`` (1 = best) and ``found_by`` (the
+    list where it ranked best: ``"profile"``, the decayed user vector, or the id of the
+    recent click). Already clicked articles are left out; queries without history get no
+    row."""
     users, latest, seen = user_queries(history, queries, index, cfg)
     want = cfg.k + max((len(s) for s in seen), default=0)
     ids, scores = index.search(users, min(want, len(index)))
@@ -112,22 +114,31 @@ def recall(
     for r in range(len(users)):
         if not seen[r]:
             continue
-        lists = [(ids[r], scores[r])] + [(e_ids[j], e_scores[j]) for j in by_query.get(r, [])]
+        lists = [("profile", ids[r], scores[r])] + [
+            (seen[r][n], e_ids[j], e_scores[j]) for n, j in enumerate(by_query.get(r, []))
+        ]
         fused: dict[str, float] = {}
         cosine: dict[str, float] = {}
+        best: dict[str, tuple[int, str]] = {}
         skip = set(seen[r])
-        for found, sc in lists:
+        for source, found, sc in lists:
             kept = [(i, c) for i, c in zip(found, sc, strict=False) if i not in skip]
             for rank, (item, c) in enumerate(kept, start=1):
                 fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank)
                 cosine[item] = max(cosine.get(item, -np.inf), float(c))
+                if item not in best or rank < best[item][0]:
+                    best[item] = (rank, source)
         top = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.k]
-        rows += [(r, item, s, cosine[item], rank) for rank, (item, s) in enumerate(top, start=1)]
+        rows += [
+            (r, item, s, cosine[item], rank, best[item][1])
+            for rank, (item, s) in enumerate(top, start=1)
+        ]
     schema = {
         "query": pl.UInt32,
         "item_id": pl.String,
         "score": pl.Float64,
         "cosine": pl.Float64,
         "rank": pl.Int32,
+        "found_by": pl.String,
     }
     return pl.DataFrame(rows, schema=schema, orient="row")
