@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -189,6 +190,146 @@ def test_no_click_after_an_impression_reaches_its_user_encoding() -> None:
     assert torch.equal(encodings[0], encodings[1])
 
 
+def click_log(
+    clicks: list[tuple[str, str, int]], shown: list[tuple[str, str, int, int]]
+) -> Dataset:
+    """A news log over the articles of :func:`topic_index`: history ``clicks`` (user,
+    article, hour) and ``shown`` candidates (user, article, hour, label), one impression
+    per user and hour."""
+    ids = [f"{t}{i}" for t in "AB" for i in range(10)]
+    rows = [(u, a, h, None, 1) for u, a, h in clicks] + [
+        (u, a, h, f"{u}@{h}", y) for u, a, h, y in shown
+    ]
+    inter = pl.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "timestamp": [T0 + timedelta(hours=r[2]) for r in rows],
+            "impression_id": [r[3] for r in rows],
+            "label": [r[4] for r in rows],
+        },
+        schema_overrides={"timestamp": pl.Datetime("ms"), "label": pl.Int8},
+    )
+    items = pl.DataFrame({"item_id": ids, "published": [T0 - timedelta(days=1)] * len(ids)})
+    return Dataset(inter, items.with_columns(pl.col("published").cast(pl.Datetime("ms"))))
+
+
+def news_world(data: Dataset) -> tuple[Any, dict[str, Any]]:
+    """The world of a log (every user's impressions in one part) and each user's samples."""
+    from knowrec.hknr.config import GraphSettings
+    from knowrec.hknr.fit import build_world, make_samples
+    from knowrec.hknr.knowledge import article_knowledge
+
+    proto = make_news_protocol(data, (1.0, 0.0, 0.0))
+    index = topic_index()
+    items = pl.DataFrame({"item_id": index.ids, "category": [i[0] for i in index.ids]})
+    frame = proto.samples["train"]
+    world = build_world(
+        proto.history, [frame], index.ids, index.vectors, article_knowledge(items), GraphSettings()
+    )
+    users = frame["user_id"].unique().sort().to_list()
+    by_user = {
+        u: make_samples(frame.filter(pl.col("user_id") == u), proto.history, world, 10)
+        for u in users
+    }
+    return world, by_user
+
+
+def co_click_world() -> tuple[Any, dict[str, Any]]:
+    """Day 0: u2, u3 and u4 read A0 and A1, u5 reads B0 and B1, u1 reads A0. Day 1: u1 is
+    shown A1 (clicked), B1 and B5; u2 is shown A2 (clicked) and B6. Day 2, after both
+    impressions: u6 and u7 read A0 and B5."""
+    clicks = [(u, a, 1) for u in ("u2", "u3", "u4") for a in ("A0", "A1")]
+    clicks += [("u5", "B0", 2), ("u5", "B1", 2), ("u1", "A0", 3)]
+    clicks += [(u, a, 50) for u in ("u6", "u7") for a in ("A0", "B5")]
+    shown = [("u1", "A1", 30, 1), ("u1", "B1", 30, 0), ("u1", "B5", 30, 0)]
+    shown += [("u2", "A2", 31, 1), ("u2", "B6", 31, 0)]
+    return news_world(click_log(clicks, shown))
+
+
+def scores_by_article(world: Any, samples: Any, scores: np.ndarray) -> dict[str, float]:
+    ids = {r: i for i, r in world.article_row.items()}
+    return {ids[int(a)]: float(x) for a, x in zip(samples.article, scores, strict=True)}
+
+
+def test_item_knn_scores_the_articles_co_clicked_before_the_impression() -> None:
+    from knowrec.hknr.baselines import item_knn_scores
+
+    world, users = co_click_world()
+    score = scores_by_article(world, users["u1"], item_knn_scores(world, users["u1"]))
+    # A0 was read by u1…u4, A1 by u2…u4: cosine 3 / √(4·3). B5's co-clicks with A0 come
+    # after the impression (the next day's snapshot), B1 is never read with A0.
+    assert score == pytest.approx({"A1": 3 / np.sqrt(12), "B1": 0.0, "B5": 0.0})
+
+
+def test_als_folds_the_user_in_from_the_clicks_before_the_impression() -> None:
+    import dataclasses
+
+    import torch
+
+    from knowrec.hknr.baselines import als_scores
+
+    world, users = co_click_world()
+    u1 = users["u1"]
+    scores = als_scores(world, users["u2"], u1, factors=8, iterations=10)
+    assert scores.shape == (len(u1),) and np.isfinite(scores).all()
+    score = scores_by_article(world, u1, scores)
+    # B5 has no click before the impressions (only later ones): no factor at all.
+    assert score["A1"] > 10 * abs(score["B1"]) > 0 and abs(score["B5"]) < 1e-6
+    no_clicks = dataclasses.replace(u1, mask=torch.zeros_like(u1.mask))
+    assert not als_scores(world, users["u2"], no_clicks, factors=8, iterations=10).any()
+
+
+@pytest.mark.parametrize("name", ["neumf", "din"])
+def test_neumf_and_din_learn_the_users_topic(name: str) -> None:
+    """24 users, each reading three articles of one topic; each impression shows two
+    articles of either topic and the user clicks one of their own topic."""
+    import torch
+
+    from knowrec.hknr.baselines import TRAINED
+    from knowrec.hknr.fit import Samples, predict
+    from knowrec.train.checkpoint import torch_threads
+
+    rng = np.random.default_rng(0)
+    clicks, shown = [], []
+    for n in range(24):
+        own, other = ("A", "B") if n % 2 else ("B", "A")
+        read = rng.permutation(10)
+        clicks += [(f"u{n}", f"{own}{i}", h) for h, i in enumerate(read[:3])]
+        shown += [(f"u{n}", f"{own}{read[3]}", 10, 1), (f"u{n}", f"{own}{read[4]}", 10, 0)]
+        shown += [(f"u{n}", f"{other}{i}", 10, 0) for i in rng.choice(10, 2, replace=False)]
+    world, users = news_world(click_log(clicks, shown))
+    fields = Samples.__dataclass_fields__
+    samples = Samples(*(torch.cat([getattr(s, f) for s in users.values()]) for f in fields))
+    torch.manual_seed(0)
+    net = TRAINED[name](world)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    with torch_threads(1):  # tiny tensors: more threads only contend
+        for _ in range(30):
+            net.train()
+            loss = net.loss(samples)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        p = predict(net, samples)
+    assert losses[-1] < 0.7 * losses[0]
+    assert p.shape == (len(samples),) and ((p > 0) & (p < 1)).all()
+
+
+def test_every_listable_baseline_has_a_name_and_an_unknown_one_is_refused() -> None:
+    from typing import get_args
+
+    from knowrec.config import validate
+    from knowrec.hknr.baselines import NAMES
+    from knowrec.hknr.config import Baseline, HknrConfig
+
+    assert set(NAMES) == set(get_args(Baseline)) == set(HknrConfig().baselines)
+    with pytest.raises(ConfigError, match="baselines"):
+        validate(HknrConfig, {"baselines": ["popularity", "lightgcn"]})
+
+
 @pytest.mark.slow
 def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
     """HKNR end to end on the tiny synthetic news world (one epoch, one seed): every model
@@ -209,9 +350,9 @@ def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
     result = run_hknr("configs/hknr_synthetic.toml", tmp_path / "run", overrides=overrides)
     models = {row["model"] for row in result["runs"]}
     assert models == {
-        "popularity", "semantic (encoder cosine)",
-        "article click rate (earlier train impressions)", "hknr", "hknr w/o graph",
-        "hknr w/o knowledge", "hknr w/o click prior", "nrms",
+        "popularity", "semantic (encoder cosine)", "item-kNN (history co-clicks)",
+        "ALS (implicit)", "article click rate (earlier train impressions)", "hknr",
+        "hknr w/o graph", "hknr w/o knowledge", "hknr w/o click prior", "NRMS", "NeuMF", "DIN",
     }  # fmt: skip
     assert all(0.0 <= row["AUC"] <= 1.0 and 0.0 < row["MRR"] <= 1.0 for row in result["runs"])
     recall = result["recall"]

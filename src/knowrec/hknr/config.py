@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -10,6 +10,11 @@ from knowrec.config import Section
 from knowrec.data.config import DataConfig
 from knowrec.hknr.recall import RecallSettings
 from knowrec.train.config import TrainConfig
+
+#: The baselines a config may list (see :data:`knowrec.hknr.baselines.NAMES`).
+Baseline = Literal[
+    "popularity", "click_rate", "semantic", "item_knn", "als", "nrms", "neumf", "din"
+]
 
 
 class NewsData(DataConfig):
@@ -74,4 +79,4 @@ class HknrConfig(Section):
     )
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     ablations: bool = True
-    baselines: list[str] = Field(default_factory=lambda: ["popularity", "semantic", "nrms"])
+    baselines: list[Baseline] = Field(default_factory=lambda: list(get_args(Baseline)))

@@ -9,8 +9,9 @@ and Multi-Task Ranking, 2025) end to end, as cached stages of a run directory:
 5. ``recall`` — stage 1 on the test impressions: the clicked article's hit rate in the
    top K, against popular articles, and the index's recall against exact search;
 6. ``train-<model>-s<seed>`` — HKNR (stages 2 + 3 trained together), its ablations and
-   NRMS, each scored on the test impressions;
-7. the report: impression metrics of every model and baseline (mean ± std over seeds).
+   the trained baselines (NRMS, NeuMF, DIN), each scored on the test impressions;
+7. the report: impression metrics of every model and of the baselines scored without
+   training (popularity, encoder cosine, item-kNN, ALS), mean ± std over seeds.
 
     knowrec run configs/hknr_synthetic.toml
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,13 @@ from knowrec.report import Section as ReportSection
 from knowrec.report import mean_std, print_rows, summary_figure, write_report
 from knowrec.runs import Run, config_slice
 
-#: The models trained per seed: name → (config changes). ``hknr`` is the full method.
+#: HKNR's variants trained per seed: name → (config changes). ``hknr`` is the full method;
+#: the trained baselines are :data:`knowrec.hknr.baselines.TRAINED`.
 MODELS = {
     "hknr": {},
     "hknr w/o graph": {"graph": {"enabled": False}},
     "hknr w/o knowledge": {"ranker": {"knowledge": False}},
     "hknr w/o click prior": {"ranker": {"click_prior": False}},
-    "nrms": {},
 }
 METRICS = ("AUC", "MRR", "nDCG@5", "nDCG@10", "HitRate@1")
 
@@ -148,16 +149,21 @@ def run_hknr(
     test = samples["test"]
     y, group = test.label.numpy(), test.group.numpy()
     rows: list[dict[str, Any]] = []
-    from knowrec.hknr.baselines import popularity_scores, semantic_scores
+    from knowrec.hknr import baselines
 
     test_frame = proto.samples["test"].filter(pl.col("item_id").is_in(ids))
-    fixed = {
-        "popularity": popularity_scores(proto.history, test_frame),
-        "semantic (encoder cosine)": semantic_scores(world, test),
-        "article click rate (earlier train impressions)": test.prior.numpy(),
+    threads = cfg.train.threads or 1
+    fixed: dict[str, Callable[[], np.ndarray]] = {
+        "popularity": lambda: baselines.popularity_scores(proto.history, test_frame),
+        "semantic": lambda: baselines.semantic_scores(world, test),
+        "item_knn": lambda: baselines.item_knn_scores(world, test),
+        "als": lambda: baselines.als_scores(world, samples["train"], test, num_threads=threads),
+        "click_rate": lambda: test.prior.numpy(),
     }
-    for name, score in fixed.items():
-        rows.append({"model": name, "seed": 0, **impression_metrics(y, score, group)})
+    for name in cfg.baselines:
+        if name in fixed:
+            metrics = impression_metrics(y, fixed[name](), group)
+            rows.append({"model": baselines.NAMES[name], "seed": 0, **metrics})
     training = config_slice(cfg, exclude=("name", "plugins", "seeds", "ablations", "baselines"))
     for model in _models(cfg):
         for seed in cfg.seeds:
@@ -173,9 +179,10 @@ def run_hknr(
                 lambda d: np.load(d / "test_scores.npy"),
                 after=["protocol", "vectors", "knowledge"],
             )
-            row = {"model": model, "seed": seed, **impression_metrics(y, scores, group)}
+            name = baselines.NAMES.get(model, model)
+            row = {"model": name, "seed": seed, **impression_metrics(y, scores, group)}
             rows.append(row)
-            console.print(f"{model} seed {seed}: AUC {row['AUC']:.4f}, MRR {row['MRR']:.4f}")
+            console.print(f"{name} seed {seed}: AUC {row['AUC']:.4f}, MRR {row['MRR']:.4f}")
     return _report(cfg, run, proto, recall_info, rows, console)
 
 
@@ -220,13 +227,13 @@ def train_stage(model: str, seed: int) -> str:
 
 
 def build_model(cfg: HknrConfig, model: str, world: Any) -> tuple[Any, Any]:
-    """The network of ``model`` (a name of :data:`MODELS`) and its objective (None: the
-    network's own ``loss``)."""
-    from knowrec.hknr.baselines import NRMS
+    """The network of ``model`` (a name of :data:`MODELS` or of the trained baselines) and
+    its objective (None: the network's own ``loss``)."""
+    from knowrec.hknr.baselines import TRAINED
     from knowrec.hknr.fit import HknrNet, HknrObjective
 
-    if model == "nrms":
-        return NRMS(world), None
+    if model in TRAINED:
+        return TRAINED[model](world), None
     changes = MODELS[model]
     graph = cfg.graph.model_copy(update=changes.get("graph", {}))
     ranker = cfg.ranker.model_copy(update=changes.get("ranker", {}))
@@ -240,10 +247,13 @@ _NOT_KNOWLEDGE = (
 
 
 def _models(cfg: HknrConfig) -> list[str]:
+    """HKNR, its ablations, then the trained baselines the config lists."""
+    from knowrec.hknr.baselines import TRAINED
+
     names = ["hknr"]
     if cfg.ablations:
         names += ["hknr w/o graph", "hknr w/o knowledge", "hknr w/o click prior"]
-    return names + [b for b in cfg.baselines if b in MODELS]
+    return names + [b for b in cfg.baselines if b in TRAINED]
 
 
 def _knowledge(cfg: HknrConfig, data: Dataset) -> Any:

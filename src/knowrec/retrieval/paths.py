@@ -436,6 +436,36 @@ class SemanticPath(VectorRecallPath):
         return "no text or vector for this item"
 
 
+def fit_als(
+    matrix: Any,
+    *,
+    factors: int = 64,
+    regularization: float = 0.05,
+    alpha: float = 1.0,
+    iterations: int = 15,
+    seed: int = 0,
+    num_threads: int = 1,
+) -> Any:
+    """implicit's ALS (on the CPU: the same factors on every machine) fitted on a users ×
+    items CSR matrix of engagement counts; the fitted model (``user_factors``,
+    ``item_factors``, ``recalculate_user``)."""
+    from implicit.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # implicit's advice: no BLAS threads inside ALS
+        model = AlternatingLeastSquares(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            random_state=seed,
+            num_threads=num_threads,
+            use_gpu=False,
+        )
+        model.fit(matrix, show_progress=False)
+    return model
+
+
 @register_recall_path("cf")
 class CFPath(VectorRecallPath):
     """Collaborative filtering: implicit ALS item factors of the user–item matrix of
@@ -467,8 +497,6 @@ class CFPath(VectorRecallPath):
         self, interactions: pl.DataFrame | None = None, items: pl.DataFrame | None = None
     ) -> Self:
         import scipy.sparse as sp
-        from implicit.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
 
         inter = _require_columns(interactions, ["user_id", "item_id"], "cf path")
         rows = satisfied(inter, self.rule).select(
@@ -484,16 +512,15 @@ class CFPath(VectorRecallPath):
         matrix = sp.csr_matrix(
             (counts["len"].to_numpy().astype(np.float32), (u, i)), shape=(len(u_ids), len(i_ids))
         )
-        with threadpool_limits(1, "blas"):  # implicit's advice: no BLAS threads inside ALS
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                random_state=self.seed,
-                num_threads=self.num_threads,
-            )
-            model.fit(matrix, show_progress=False)
+        model = fit_als(
+            matrix,
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            seed=self.seed,
+            num_threads=self.num_threads,
+        )
         factors = np.asarray(model.item_factors, dtype=np.float32)
         ids, factors = _nonzero_rows([str(x) for x in i_ids], factors)
         self._set_vectors(ids, factors)
