@@ -174,7 +174,9 @@ def make_samples(
         )
         .filter(pl.col("rank") < max_clicks)
     )
-    n_q, width = q.height, max_clicks
+    # As wide as the longest history kept (NeMig: 10), not max_clicks: padding costs time.
+    n_q = q.height
+    width = max(1, min(max_clicks, int(before["rank"].max() or 0) + 1))
     clicks = np.zeros((n_q, width), dtype=np.int64)
     meta = np.zeros((n_q, width, META), dtype=np.float32)
     mask = np.zeros((n_q, width), dtype=bool)
@@ -183,7 +185,7 @@ def make_samples(
     age = before["age"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     clicks[rows, ranks] = [world.article_row[i] for i in before["item_id"].to_list()]
     mask[rows, ranks] = True
-    meta[rows, ranks, 0] = ranks / width
+    meta[rows, ranks, 0] = ranks / max_clicks
     meta[rows, ranks, 1] = np.log1p(np.nan_to_num(np.clip(age, 0, None), nan=0.0)) / 5.0
     meta[rows, ranks, 2] = ~np.isnan(age)
     query_of = dict(zip(q["impression_id"].to_list(), range(n_q), strict=True))
