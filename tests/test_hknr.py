@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from knowrec.data.tables import Dataset
-from knowrec.errors import ConfigError
+from knowrec.errors import ConfigError, UnknownIdError
 from knowrec.hknr.protocol import history_before, make_news_protocol
 from knowrec.hknr.recall import RecallSettings, recall, user_queries
 from knowrec.retrieval.ann import AnnIndex
@@ -363,3 +363,18 @@ def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
     run_hknr("configs/hknr_synthetic.toml", tmp_path / "run", overrides=overrides)
     stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
     assert all(s["cached"] for s in stages.values())
+
+    from knowrec.hknr.recommend import POPULAR, HknrRecommender
+
+    rec = HknrRecommender(tmp_path / "run")
+    user = rec.proto.samples["test"]["user_id"][0]
+    read = set(rec.proto.history.filter(pl.col("user_id") == user)["item_id"])
+    top = rec.recommend(user, 5)
+    assert len(top) == 5 and not {r.item_id for r in top} & read
+    assert all(r.found_by == "profile" or r.found_by.startswith("recent click: ") for r in top)
+    assert all(0 < r.score < 1 and 0 <= r.knowledge_share <= 1 and r.title for r in top)
+    assert [r.score for r in top] == sorted((r.score for r in top), reverse=True)
+    rec.proto.history = rec.proto.history.filter(pl.col("user_id") != user)  # now cold
+    assert {r.found_by for r in rec.recommend(user, 5)} == {POPULAR}
+    with pytest.raises(UnknownIdError, match="unknown user"):
+        rec.recommend("nobody")

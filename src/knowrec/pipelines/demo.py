@@ -5,8 +5,10 @@
 Table 1, Table 2, floors, report), then shows item-to-item neighbours of the TRAWL adapted
 item vectors for a few triggers beside their hidden attributes, and Explore Further's
 recommendations for the same triggers (``explore_demo.toml``: recall paths, candidate
-store, LightGBM; served by :class:`~knowrec.explore.service.ExploreService`). Cached
-stages make a second run (or a killed one) resume.
+store, LightGBM; served by :class:`~knowrec.explore.service.ExploreService`), and HKNR's
+top-5 articles for a few readers of the synthetic news world (``hknr_demo.toml``) with the
+stage that found each and the knowledge that weighed in. Cached stages make a second run
+(or a killed one) resume.
 """
 
 from __future__ import annotations
@@ -61,6 +63,42 @@ def explore_recommendations(
     return rows
 
 
+def news_recommendations(out: Path, console: Console, users: int = 3) -> list[dict[str, Any]]:
+    """Run the demo's HKNR config into ``out``; show the top 5 of the first ``users``
+    test readers beside their latest clicks."""
+    from knowrec.hknr.config import HknrConfig
+    from knowrec.hknr.pipeline import run_hknr
+    from knowrec.hknr.recommend import HknrRecommender
+
+    with resources.as_file(resources.files("knowrec.pipelines") / "hknr_demo.toml") as path:
+        cfg = load_config(path, HknrConfig)
+    run_hknr(cfg, out, console)
+    rec = HknrRecommender(out)
+    readers = rec.proto.samples["test"]["user_id"].unique(maintain_order=True).head(users)
+    history = rec.proto.history.sort("pos", descending=True)
+    table = Table(title="news: HKNR's top 5 (recall → graph user encoder → knowledge ranker)")
+    for col in ("reader / article", "p(click)", "found by", "topic · entities", "knowledge"):
+        table.add_column(col)
+    rows = []
+    for user in readers.to_list():
+        latest = history.filter(pl.col("user_id") == user)["item_id"][0]
+        table.add_row(f"{user}, last read: {rec.titles[latest]}", "", "", "", "")
+        for r in rec.recommend(user, 5):
+            about = f"{r.topic} · {', '.join(r.entities[:2])}"
+            share = f"{r.knowledge_share:.0%}"
+            by = r.found_by if len(r.found_by) <= 40 else r.found_by[:39] + "…"
+            table.add_row(f"  {r.title}", f"{r.score:.3f}", by, about, share)
+            rows.append(
+                {"user": user, "article": r.item_id, "score": r.score, "found_by": r.found_by}
+            )
+    console.print(table)
+    console.print(
+        "found by: the reader's profile vector or one recent click (stage 1); knowledge: "
+        "the share of entities and topic in the ranker's article vector (1 − gate)."
+    )
+    return rows
+
+
 def _attributes(row: dict[str, Any]) -> str:
     return f"{', '.join(row['hidden_genres'])} · {row['mood']}"
 
@@ -96,7 +134,10 @@ def run_demo(out: Path, *, console: Console | None = None) -> dict[str, Any]:
     pl.DataFrame(rows).write_csv(out / "neighbours.csv")
     explore = explore_recommendations(out / "explore", triggers.to_list(), about, console)
     pl.DataFrame(explore).write_csv(out / "explore_recommendations.csv")
+    news = news_recommendations(out / "hknr", console)
+    pl.DataFrame(news).write_csv(out / "news_recommendations.csv")
     console.print(
-        f"report: {result['report']} (Explore Further: {out / 'explore' / 'report.html'})"
+        f"reports: {result['report']}, {out / 'explore' / 'report.html'}, "
+        f"{out / 'hknr' / 'report.html'}"
     )
-    return {**result, "neighbours": rows, "explore": explore}
+    return {**result, "neighbours": rows, "explore": explore, "news": news}
