@@ -14,8 +14,9 @@ torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from knowrec.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from knowrec.models.adapter import EntityEmbedding, JointLoss, MoEAdapter, info_nce
@@ -50,11 +51,7 @@ _WHERE = {
     "register_backbone": "registry",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"knowrec.models.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'knowrec.models' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
 __all__ = [

@@ -4,8 +4,7 @@ multitask cross-encoder (click + quality heads), the final score
 
 The cross-encoder names (torch, transformers) are imported on first use."""
 
-from typing import Any
-
+from knowrec.lazy import lazy_exports
 from knowrec.ranking.combine import (
     SweepPoint,
     ZScore,
@@ -24,7 +23,7 @@ from knowrec.ranking.features import (
 from knowrec.ranking.lgbm import RANKERS, LGBMRanker, make_ranker
 
 _LAZY = {
-    name: "knowrec.ranking.cross_encoder"
+    name: "cross_encoder"
     for name in (
         "CROSS_ENCODER_FEATURES",
         "CrossEncoderFeatures",
@@ -35,12 +34,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

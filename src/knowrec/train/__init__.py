@@ -4,9 +4,9 @@ rest loads on first use."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from knowrec.lazy import lazy_exports
 from knowrec.train.config import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,11 +25,7 @@ _WHERE = {
     "Trainer": "trainer",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"knowrec.train.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'knowrec.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
 __all__ = [
