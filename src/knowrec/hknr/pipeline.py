@@ -289,7 +289,7 @@ def _fit_model(
     valid = samples["valid"]
     y, group = valid.label.numpy(), valid.group.numpy()
     trainer = Trainer(net, train_cfg, objective=objective, checkpoint_dir=work, name=model)
-    trainer.fit(
+    fit = trainer.fit(
         impression_batches(samples["train"], train_cfg.batch_size, seed),
         validate=lambda: {
             k.lower(): v for k, v in impression_metrics(y, predict(net, valid), group).items()
@@ -297,6 +297,7 @@ def _fit_model(
         resume=True,
     )
     torch.save(net.state_dict(), work / "model.pt")
+    (work / "fit.json").write_text(json.dumps({**fit.to_dict(), "steps": len(fit.steps)}))
     return predict(net, samples["test"])
 
 
