@@ -17,8 +17,9 @@ import polars as pl
 
 from knowrec.hknr.baselines import popularity_scores, semantic_scores
 from knowrec.hknr.config import GraphSettings
+from knowrec.hknr.evaluate import impression_metrics
 from knowrec.hknr.fit import build_world, make_samples
-from knowrec.hknr.pipeline import impression_metrics, load_stages
+from knowrec.hknr.pipeline import load_stages
 from knowrec.hknr.protocol import click_prior
 
 

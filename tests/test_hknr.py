@@ -356,7 +356,9 @@ def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
     }  # fmt: skip
     assert all(0.0 <= row["AUC"] <= 1.0 and 0.0 < row["MRR"] <= 1.0 for row in result["runs"])
     recall = result["recall"]
-    assert recall["semantic_hit_rate"] > recall["random_hit_rate"]
+    hit = recall["hit_rate"]
+    assert hit["semantic recall"] > hit["random"] and len(recall["cascade"]) == 1
+    assert all(0 <= recall["cascade"][0][s] <= hit[s] for s in hit)  # top 10 of the K
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Ranking the shown candidates" in html and "nan" not in html
 

@@ -30,10 +30,20 @@ from rich.console import Console
 
 from knowrec.config import load_config
 from knowrec.data.tables import Dataset
+from knowrec.errors import ConfigError
 from knowrec.hknr.config import HknrConfig, NewsData
+from knowrec.hknr.evaluate import (
+    POPULAR_HOURS,
+    SOURCES,
+    cascade_hit_rates,
+    hit_rates,
+    impression_metrics,
+    stage1,
+)
 from knowrec.hknr.protocol import NewsProtocol, click_prior, make_news_protocol
 from knowrec.report import Section as ReportSection
 from knowrec.report import mean_std, print_rows, summary_figure, write_report
+from knowrec.retrieval.ann import AnnIndex
 from knowrec.runs import Run, config_slice
 
 #: HKNR's variants trained per seed: name → (config changes). ``hknr`` is the full method;
@@ -65,27 +75,6 @@ def article_text(items: pl.DataFrame, kind: str) -> list[str]:
     body = items["abstract"] if "abstract" in items.columns else items.get_column("text")
     text = title if kind == "title" else title + ". " + body.fill_null("")
     return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", t)).strip() for t in text.to_list()]
-
-
-def impression_metrics(y: np.ndarray, score: np.ndarray, group: np.ndarray) -> dict[str, float]:
-    """Per-impression metrics averaged over impressions with a click (MIND's protocol).
-    The rank metrics break ties at random (seeded): the log's candidate order carries
-    the display position (on NeMig the first shown gets 38% of the clicks)."""
-    import warnings
-
-    from knowrec.metrics import gauc, mrr_at_k, ndcg_at_k
-
-    rank = np.empty(len(score))
-    rank[np.lexsort((np.random.default_rng(0).random(len(score)), score))] = np.arange(len(score))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {
-            "AUC": gauc(y, score, group),
-            "MRR": mrr_at_k(y, rank, 10_000, group),
-            "nDCG@5": ndcg_at_k(y, rank, 5, group),
-            "nDCG@10": ndcg_at_k(y, rank, 10, group),
-            "HitRate@1": mrr_at_k(y, rank, 1, group),
-        }
 
 
 def run_hknr(
@@ -135,15 +124,27 @@ def run_hknr(
         _load_knowledge,
         after=["data"],
     )
-    recall_info = run.stage(
+    index_kind = cfg.recall.index if len(ids) >= 20_000 else "flat"  # PQ needs many vectors
+
+    def candidates(d: Path) -> None:
+        _save_frames(d, stage1(proto, AnnIndex(ids, vectors, kind=index_kind), cfg.recall))
+
+    parts = run.stage(
         "recall",
-        config_slice(cfg.recall),
-        lambda d: (d / "recall.json").write_text(
-            json.dumps(_evaluate_recall(cfg, proto, ids, vectors))
-        ),
-        lambda d: json.loads((d / "recall.json").read_text()),
+        {**config_slice(cfg.recall), "index_kind": index_kind},
+        candidates,
+        _load_frames,
         after=["protocol", "vectors"],
     )
+    recall_info = {
+        "k": cfg.recall.k,
+        "index": index_kind,
+        "articles": len(ids),
+        "targets": parts["targets"].height,
+        "queries": parts["queries"].height,
+        "hit_rate": hit_rates(parts),
+        "cascade": [],
+    }
 
     world, samples = build_tensors(cfg, proto, ids, vectors, knowledge)
     test = samples["test"]
@@ -183,14 +184,49 @@ def run_hknr(
             row = {"model": name, "seed": seed, **impression_metrics(y, scores, group)}
             rows.append(row)
             console.print(f"{name} seed {seed}: AUC {row['AUC']:.4f}, MRR {row['MRR']:.4f}")
+    for seed in cfg.seeds:  # the whole cascade: stage 1's candidates ranked by HKNR
+
+        def cascade(d: Path, seed: int = seed) -> None:
+            net = load_model(cfg, run, "hknr", seed, world)
+            rates = cascade_hit_rates(net, world, proto, parts, cfg.graph.max_clicks)
+            (d / "cascade.json").write_text(json.dumps(rates))
+
+        recall_info["cascade"].append(
+            run.stage(
+                f"cascade-hknr-s{seed}",
+                {**training, **config_slice(cfg.recall), "seed": seed},
+                cascade,
+                lambda d: json.loads((d / "cascade.json").read_text()),
+                after=[train_stage("hknr", seed), "recall"],
+            )
+        )
     return _report(cfg, run, proto, recall_info, rows, console)
+
+
+def load_model(cfg: HknrConfig, run: Run | Path, model: str, seed: int, world: Any) -> Any:
+    """A trained model of a run (its ``model.pt``), in eval mode."""
+    import torch
+
+    manifest = run.manifest if isinstance(run, Run) else _manifest(run)
+    directory = run.dir if isinstance(run, Run) else Path(run)
+    stage = manifest["stages"].get(train_stage(model, seed))
+    weights = directory / stage["folder"] / "model.pt" if stage else None
+    if weights is None or not weights.exists():
+        raise ConfigError(f"{directory}: no trained {model!r} for seed {seed}; run it first")
+    net, _ = build_model(cfg, model, world)
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    return net.eval()
+
+
+def _manifest(run: Path) -> dict[str, Any]:
+    return json.loads((run / "manifest.json").read_text())
 
 
 def load_stages(out: str | Path) -> dict[str, Any]:
     """A finished (or running) run's cached stages: ``data`` (Dataset), ``protocol``,
     ``vectors`` (ids, matrix) and ``knowledge``."""
     run = Path(out)
-    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    stages = _manifest(run)["stages"]
     loaders = {
         "data": Dataset.load,
         "protocol": _load_protocol,
@@ -301,43 +337,6 @@ def _fit_model(
     return predict(net, samples["test"])
 
 
-def _evaluate_recall(
-    cfg: HknrConfig, proto: NewsProtocol, ids: list[str], vectors: np.ndarray
-) -> dict[str, Any]:
-    """Stage 1 on the test impressions' clicks: HR@K of the clicked article among all
-    articles, for the semantic recall and for the K most clicked articles."""
-    from knowrec.hknr.recall import recall
-    from knowrec.retrieval.ann import AnnIndex
-
-    k = cfg.recall.k
-    kind = cfg.recall.index if len(ids) >= 20_000 else "flat"  # IVF-PQ needs many vectors
-    index = AnnIndex(ids, vectors, kind=kind)
-    test = proto.samples["test"]
-    queries = test.select("impression_id", "user_id", "time").unique(
-        "impression_id", maintain_order=True
-    )
-    found = recall(proto.history, queries, index, cfg.recall)
-    clicked = test.filter(pl.col("label") == 1).join(
-        queries.with_row_index("query"), on=["impression_id", "user_id"]
-    )
-    with_history = clicked.filter(pl.col("query").is_in(found["query"].unique().implode()))
-    hits = with_history.join(found, on=["query", "item_id"], how="semi").height
-    popular = proto.history.group_by("item_id").len().sort("len", descending=True)
-    top = popular["item_id"].head(k).implode()
-    pop_hits = with_history.filter(pl.col("item_id").is_in(top)).height
-    n = max(with_history.height, 1)
-    return {
-        "k": k,
-        "index": kind,
-        "articles": len(ids),
-        "clicks": with_history.height,
-        "clicks_without_history": clicked.height - with_history.height,
-        "semantic_hit_rate": hits / n,
-        "popular_hit_rate": pop_hits / n,
-        "random_hit_rate": min(1.0, k / len(ids)),
-    }
-
-
 def _report(
     cfg: HknrConfig,
     run: Run,
@@ -352,16 +351,14 @@ def _report(
         sel = frame.filter(pl.col("model") == model)
         table.append({"model": model, **{m: mean_std(sel[m].to_list()) for m in METRICS}})
     k = recall_info["k"]
+    cascade = recall_info["cascade"]
     recall_rows = [
         {
-            "candidates": f"semantic recall ({recall_info['index']})",
-            f"HR@{k}": recall_info["semantic_hit_rate"],
-        },
-        {"candidates": f"{k} most clicked articles", f"HR@{k}": recall_info["popular_hit_rate"]},
-        {
-            "candidates": f"{k} random articles (expected)",
-            f"HR@{k}": recall_info["random_hit_rate"],
-        },
+            "candidates": f"{source} ({recall_info['index']})" if source == SOURCES[0] else source,
+            f"HR@{k}": recall_info["hit_rate"][source],
+            "HR@10 after HKNR": mean_std([c[source] for c in cascade]) if cascade else "—",
+        }
+        for source in SOURCES
     ]
     protocol = (
         f"data={cfg.data.source}; {proto.describe()}. Metrics per impression (its shown "
@@ -384,11 +381,15 @@ def _report(
             ],
         ),
         ReportSection(
-            f"Stage 1: the clicked article among the top {k} of {recall_info['articles']:,}",
+            f"Stage 1 and the cascade: the clicked article among {k} candidates of "
+            f"{recall_info['articles']:,}, and among HKNR's top 10 of them",
             recall_rows,
-            notes=f"{recall_info['clicks']:,} test clicks of users with history; "
-            f"{recall_info['clicks_without_history']:,} clicks of users without history "
-            "(cold users) are left out.",
+            notes=f"{recall_info['targets']:,} clicks of {recall_info['queries']:,} test "
+            "impressions of users with history. Candidates: the semantic recall, the "
+            f"articles most clicked (history and training impressions) in the "
+            f"{POPULAR_HOURS:g} h before the impression (all clicks when the log has no "
+            "times) and random articles, the user's history left "
+            "out; HKNR ranks each source's candidates (mean ± std over seeds).",
         ),
     ]
     results = {"protocol": protocol, "models": table, "runs": rows, "recall": recall_info}
@@ -398,6 +399,15 @@ def _report(
     print_rows(console, sections[2].title, recall_rows)
     console.print(f"report: {paths['report.html']}")
     return {**results, "report": str(paths["report.html"])}
+
+
+def _save_frames(d: Path, frames: dict[str, pl.DataFrame]) -> None:
+    for name, frame in frames.items():
+        frame.write_parquet(d / f"{name}.parquet")
+
+
+def _load_frames(d: Path) -> dict[str, pl.DataFrame]:
+    return {p.stem: pl.read_parquet(p) for p in sorted(d.glob("*.parquet"))}
 
 
 def _save_protocol(d: Path, proto: NewsProtocol) -> None:

@@ -24,7 +24,8 @@ import torch
 
 from knowrec.errors import ConfigError, UnknownIdError
 from knowrec.hknr.config import HknrConfig
-from knowrec.hknr.pipeline import build_model, build_tensors, load_stages, train_stage
+from knowrec.hknr.fit import build_world
+from knowrec.hknr.pipeline import MODELS, load_model, load_stages
 from knowrec.retrieval.ann import AnnIndex
 
 COLD_HOURS = 48.0
@@ -46,23 +47,24 @@ class HknrRecommender:
     """Serve one trained model (``model`` of the run's, ``seed`` its first by default)."""
 
     def __init__(self, run: str | Path, *, model: str = "hknr", seed: int | None = None) -> None:
-        if model == "nrms":
-            raise ConfigError("HknrRecommender serves HKNR models, not the NRMS baseline")
+        if model not in MODELS:
+            raise ConfigError(f"HknrRecommender serves HKNR models ({', '.join(MODELS)})")
         run = Path(run)
         manifest = json.loads((run / "manifest.json").read_text())
         self.cfg = HknrConfig.model_validate(manifest["config"])
-        seed = self.cfg.seeds[0] if seed is None else seed
-        stage = manifest["stages"].get(train_stage(model, seed))
-        weights = run / stage["folder"] / "model.pt" if stage else None
-        if weights is None or not weights.exists():
-            raise ConfigError(f"{run}: no trained {model!r} for seed {seed}; run it first")
         stages = load_stages(run)
         self.proto, (ids, vectors) = stages["protocol"], stages["vectors"]
         self.knowledge = stages["knowledge"]
-        self.world, _ = build_tensors(self.cfg, self.proto, ids, vectors, self.knowledge)
-        self.net, _ = build_model(self.cfg, model, self.world)
-        self.net.load_state_dict(torch.load(weights, weights_only=True))
-        self.net.eval()
+        self.world = build_world(
+            self.proto.history,
+            list(self.proto.samples.values()),
+            ids,
+            vectors,
+            self.knowledge,
+            self.cfg.graph,
+        )
+        seed = self.cfg.seeds[0] if seed is None else seed
+        self.net = load_model(self.cfg, run, model, seed, self.world)
         self.index = AnnIndex(ids, vectors, kind="flat" if len(ids) < 20_000 else "ivfpq")
         items = stages["data"].items
         self.titles = dict(zip(items["item_id"], items["title"].fill_null(""), strict=True))
