@@ -17,12 +17,13 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
 
-from knowrec.errors import ConfigError, UnknownIdError
+from knowrec.errors import ConfigError, UnknownIdError, shown_id
 from knowrec.hknr.config import HknrConfig
 from knowrec.hknr.pipeline import build_model, build_tensors, load_stages, train_stage
 from knowrec.retrieval.ann import AnnIndex
@@ -51,11 +52,7 @@ class HknrRecommender:
         run = Path(run)
         manifest = json.loads((run / "manifest.json").read_text())
         self.cfg = HknrConfig.model_validate(manifest["config"])
-        seed = self.cfg.seeds[0] if seed is None else seed
-        stage = manifest["stages"].get(train_stage(model, seed))
-        weights = run / stage["folder"] / "model.pt" if stage else None
-        if weights is None or not weights.exists():
-            raise ConfigError(f"{run}: no trained {model!r} for seed {seed}; run it first")
+        weights = trained_weights(run, manifest, model, seed)
         stages = load_stages(run)
         self.proto, (ids, vectors) = stages["protocol"], stages["vectors"]
         self.knowledge = stages["knowledge"]
@@ -75,7 +72,7 @@ class HknrRecommender:
         from knowrec.hknr.recall import recall
 
         if user_id not in self.world.user_row:
-            raise UnknownIdError(f"unknown user {user_id!r}: not in the run's data")
+            raise UnknownIdError(f"unknown user {shown_id(user_id)}: not in the run's data")
         history = self.proto.history
         latest = history["time"].max()
         now = None if latest is None else latest + timedelta(seconds=1)
@@ -131,6 +128,20 @@ class HknrRecommender:
             clicks = clicks.filter(pl.col("time") >= pl.lit(now) - timedelta(hours=COLD_HOURS))
         top = clicks.group_by("item_id").agg(n=pl.len()).sort(["n", "item_id"], descending=True)
         return top.filter(pl.col("item_id").is_in(self.index.ids)).head(self.cfg.recall.k)
+
+
+def trained_weights(
+    run: Path, manifest: dict[str, Any], model: str = "hknr", seed: int | None = None
+) -> Path:
+    """The saved weights of ``model`` trained with ``seed`` (the run's first by default) in
+    the run at ``run`` whose ``manifest.json`` is ``manifest``; a clear error when that
+    model has not been trained (yet)."""
+    seed = manifest["config"]["seeds"][0] if seed is None else seed
+    stage = manifest["stages"].get(train_stage(model, seed))
+    weights = run / stage["folder"] / "model.pt" if stage else None
+    if weights is None or not weights.exists():
+        raise ConfigError(f"{run}: no trained {model!r} for seed {seed}; run it first")
+    return weights
 
 
 def _entity_labels(items: pl.DataFrame) -> dict[str, str]:
