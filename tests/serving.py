@@ -25,10 +25,11 @@ def running_server(
     *,
     cwd: Path,
     env: Mapping[str, str] | None = None,
+    ready: str = "/ready",
     timeout: float = 120.0,
 ) -> Iterator[str]:
-    """Start ``command`` (serving on ``port``), wait until ``/health`` answers, yield its
-    base URL; stop it afterwards. A server that dies or never answers fails the test."""
+    """Start ``command`` (serving on ``port``), wait until ``ready`` answers 200, yield its
+    base URL; stop it afterwards. A server that dies or is never ready fails the test."""
     server = subprocess.Popen(
         list(command),
         cwd=cwd,
@@ -40,14 +41,17 @@ def running_server(
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
+        answer = "no answer"
         while True:
             try:
-                httpx.get(f"{url}/health", timeout=5)
-                break
+                response = httpx.get(f"{url}{ready}", timeout=5)
+                if response.status_code == 200:
+                    break
+                answer = response.text
             except httpx.TransportError:
                 assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+            assert time.monotonic() < deadline, f"server not ready: {answer}"
+            time.sleep(0.2)
         yield url
     finally:
         server.terminate()

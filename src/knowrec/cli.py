@@ -523,14 +523,19 @@ def recommend(
 
 @app.command("serve")
 def serve_run(
-    run: Annotated[Path, typer.Option("--run", help="a finished Explore Further run directory")],
+    run: Annotated[
+        list[Path],
+        typer.Option("--run", help="a finished Explore Further or HKNR run (repeatable)"),
+    ],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
-    """Serve an Explore Further run over HTTP.
+    """Serve one or more Explore Further and HKNR runs over HTTP.
 
-    JSON endpoints: GET /recommend?item=ID&k=5, /items/ID and /health; interactive docs
-    at /docs.
+    JSON endpoints: GET /runs; per run /runs/NAME/recommend?item=ID&k=5 and
+    /runs/NAME/items/ID (Explore), /runs/NAME/news/recommend?user=ID&k=5 (HKNR), the same
+    without /runs/NAME for the first run of the kind; /health, /ready, /metrics
+    (Prometheus); interactive docs at /docs.
     """
     import socket
 

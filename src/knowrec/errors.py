@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def shown_id(value: str, limit: int = 64) -> str:
+    """``value`` quoted for an error message, cut to ``limit`` characters (an error that
+    echoes its input never echoes a whole over-long id)."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 class KnowrecError(Exception):
     """Base class of every error caused by user input (data, config, ids, models)."""
 

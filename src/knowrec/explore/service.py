@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError
+from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError, shown_id
 from knowrec.explore.config import CrossEncoderConfig, StoreConfig
 from knowrec.ranking.cascade import RankingCascade, score_columns
 from knowrec.ranking.combine import Combination
@@ -223,19 +223,25 @@ class ExploreService:
         ranking stages now rather than on first need; ``load_ms`` says how long it took."""
         t0 = time.perf_counter()
         d = Path(run_dir)
-        path = d / SERVING_FILE
-        if not d.is_dir():
-            raise ConfigError(f"run directory {d} does not exist")
-        if not path.is_file():
-            raise ConfigError(
-                f"{d} is not a finished Explore Further run (no {SERVING_FILE}); "
-                "run `knowrec run <explore config>` first"
-            )
-        service = cls(d, ExploreManifest.read(path))
+        service = cls(d, cls.manifest_of(d))
         if warm:
             service.ranker  # noqa: B018 (loads the online stages)
         service.load_ms = 1e3 * (time.perf_counter() - t0)
         return service
+
+    @staticmethod
+    def manifest_of(run_dir: Path) -> ExploreManifest:
+        """The serving manifest of the run at ``run_dir`` (clear errors for a missing or
+        unfinished run), without loading anything else."""
+        path = run_dir / SERVING_FILE
+        if not run_dir.is_dir():
+            raise ConfigError(f"run directory {run_dir} does not exist")
+        if not path.is_file():
+            raise ConfigError(
+                f"{run_dir} is not a finished Explore Further run (no {SERVING_FILE}); "
+                "run `knowrec run <explore config>` first"
+            )
+        return ExploreManifest.read(path)
 
     @property
     def ranker(self) -> RankingCascade:
@@ -296,13 +302,14 @@ class ExploreService:
         if item not in self.titles:
             some = ", ".join(list(self.titles)[:5])
             raise UnknownIdError(
-                f"unknown item id {item!r}: the run knows {len(self.titles):,} items (e.g. {some})"
+                f"unknown item id {shown_id(item)}: the run knows {len(self.titles):,} items "
+                f"(e.g. {some})"
             )
         cands, sources, failures = self.candidates(item)
         if not cands:
             why = "; ".join(f"{p}: {r}" for p, r in failures.items()) or "no online path"
             raise NoCandidatesError(
-                f"item {item!r} has no candidates: not in the candidate store ({why})"
+                f"item {shown_id(item)} has no candidates: not in the candidate store ({why})"
             )
         scores: dict[str, dict[str, float]] = {}
         if not online_scoring:

@@ -203,16 +203,27 @@ def run_hknr(
     return _report(cfg, run, proto, recall_info, rows, console)
 
 
+def trained_weights(
+    run: Path, manifest: dict[str, Any], model: str = "hknr", seed: int | None = None
+) -> Path:
+    """The saved weights of ``model`` trained with ``seed`` (the run's first by default);
+    a clear error when that model has not been trained (yet)."""
+    seed = manifest["config"]["seeds"][0] if seed is None else seed
+    stage = manifest["stages"].get(train_stage(model, seed))
+    weights = run / stage["folder"] / "model.pt" if stage else None
+    if weights is None or not weights.exists():
+        raise ConfigError(f"{run}: no trained {model!r} for seed {seed}; run it first")
+    return weights
+
+
 def load_model(cfg: HknrConfig, run: Run | Path, model: str, seed: int, world: Any) -> Any:
     """A trained model of a run (its ``model.pt``), in eval mode."""
     import torch
 
-    manifest = run.manifest if isinstance(run, Run) else _manifest(run)
-    directory = run.dir if isinstance(run, Run) else Path(run)
-    stage = manifest["stages"].get(train_stage(model, seed))
-    weights = directory / stage["folder"] / "model.pt" if stage else None
-    if weights is None or not weights.exists():
-        raise ConfigError(f"{directory}: no trained {model!r} for seed {seed}; run it first")
+    if isinstance(run, Run):
+        weights = trained_weights(run.dir, run.manifest, model, seed)
+    else:
+        weights = trained_weights(Path(run), _manifest(Path(run)), model, seed)
     net, _ = build_model(cfg, model, world)
     net.load_state_dict(torch.load(weights, weights_only=True))
     return net.eval()

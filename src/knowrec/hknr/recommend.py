@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from knowrec.errors import ConfigError, UnknownIdError
+from knowrec.errors import ConfigError, UnknownIdError, shown_id
 from knowrec.hknr.config import HknrConfig
 from knowrec.hknr.fit import build_world
 from knowrec.hknr.pipeline import MODELS, load_model, load_stages
@@ -77,7 +77,7 @@ class HknrRecommender:
         from knowrec.hknr.recall import recall
 
         if user_id not in self.world.user_row:
-            raise UnknownIdError(f"unknown user {user_id!r}: not in the run's data")
+            raise UnknownIdError(f"unknown user {shown_id(user_id)}: not in the run's data")
         history = self.proto.history
         latest = history["time"].max()
         now = None if latest is None else latest + timedelta(seconds=1)

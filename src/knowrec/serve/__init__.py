@@ -1,85 +1,219 @@
-"""An HTTP API over a finished Explore Further run (FastAPI + uvicorn)::
+"""An HTTP API over finished runs (FastAPI + uvicorn; docs/serving.md)::
 
-    knowrec serve --run runs/explore_synthetic --port 8000
-    curl 'localhost:8000/recommend?item=12&k=5'
+    knowrec serve --run runs/explore_synthetic --run runs/hknr_synthetic --port 8000
+    curl 'localhost:8000/recommend?item=12&k=5'               # the first Explore run
+    curl 'localhost:8000/news/recommend?user=U12&k=5'         # the first HKNR run
+    curl 'localhost:8000/runs/hknr_synthetic/news/recommend?user=U12'
 
-``GET /recommend?item=ID&k=5&online_scoring=false`` answers what ``knowrec recommend
---json`` prints (items with scores and provenance, latency, scoring, sources);
-``GET /items/ID`` the item's title; ``GET /health`` the run's name and size. Unknown ids
-and items without candidates are 404, bad parameters 422, each with ``{"error": …}``.
+A run is named by its directory. Every run answers under ``/runs/{run}/``: an Explore
+Further run ``recommend?item=ID`` and ``items/{id}``, an HKNR run ``news/recommend?user=ID``.
+The same paths without the ``/runs/{run}`` prefix answer from the first run of the kind.
+``GET /runs`` lists the runs, ``/health`` says the process is up, ``/ready`` that every
+run is loaded, ``/metrics`` is Prometheus' text format, ``/docs`` the API page (its assets
+served by this server, nothing from a CDN).
 
-The run is loaded once, when the server starts; requests are answered one at a time on
-the event loop (a recommendation with stored scores takes about a millisecond, and the
-candidate stores are not shared across threads).
+Every error is JSON ``{"error": …}``: 404 for unknown runs and ids, 422 for bad parameters
+(naming the parameter), 503 while a run is loading or after it failed to load. ``k`` is
+1..100, ids at most 256 characters.
+
+Runs are checked when the app is created and loaded in a background thread once the server
+has started. Requests are answered one at a time on the event loop (an Explore
+recommendation with stored scores takes about a millisecond; the HKNR networks are torch
+models that must not run concurrently).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException
 
-from knowrec.errors import ConfigError, UnknownIdError
+from knowrec.errors import ConfigError, UnknownIdError, shown_id
 from knowrec.explore.service import ExploreService, NoCandidatesError
+from knowrec.serve.metrics import Metrics
+from knowrec.serve.served import Kind, ServedRun
+
+MAX_ID = 256  # the longest id a request may carry
+
+RunName = Annotated[str, PathParam(max_length=MAX_ID, description="a run's name (GET /runs)")]
+ItemId = Annotated[str, PathParam(max_length=MAX_ID, description="an item id")]
+Trigger = Annotated[str, Query(max_length=MAX_ID, description="the trigger item id")]
+User = Annotated[str, Query(max_length=MAX_ID, description="the user id")]
+K = Annotated[int, Query(ge=1, le=100, description="how many")]
+OnlineScoring = Annotated[bool, Query(description="every ranking stage now")]
 
 
-def create_app(run_dir: str | Path, *, warm: bool = True) -> FastAPI:
-    """The API of the run at ``run_dir`` (loaded at startup; ``warm`` also loads the online
-    ranking stages then rather than on the first request that needs them)."""
-    run_dir = Path(run_dir)
-    ExploreService.load(run_dir).close()  # a missing or unfinished run fails here, clearly
+def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) -> FastAPI:
+    """The API of one or more finished runs. Each is checked now (a missing, unfinished or
+    TRAWL run is a :class:`ConfigError`) and loaded in the background once the server has
+    started (``warm``: an Explore run's online ranking stages too)."""
+    paths = [runs] if isinstance(runs, str | Path) else list(runs)
+    if not paths:
+        raise ConfigError("no run to serve: give one or more run directories")
+    served = [ServedRun.check(p) for p in paths]
+    by_name: dict[str, ServedRun] = {}
+    for run in served:
+        if run.name in by_name:
+            raise ConfigError(
+                f"two runs named {run.name!r} ({by_name[run.name].path}, {run.path}): a run "
+                "is named by its directory, so rename one"
+            )
+        by_name[run.name] = run
+    metrics = Metrics(served)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with ExploreService.load(run_dir, warm=warm) as service:
-            app.state.service = service
-            yield
+        def load() -> None:
+            for run in served:
+                run.load(warm=warm)
 
-    app = FastAPI(title="knowrec: Explore Further", lifespan=lifespan)
+        threading.Thread(target=load, name="knowrec-load", daemon=True).start()
+        yield
+        for run in served:
+            run.close()
 
-    def service(request: Request) -> ExploreService:
-        return request.app.state.service
+    app = FastAPIOffline(title="knowrec", lifespan=lifespan, static_url="/static")
+    app.middleware("http")(metrics.middleware)
+
+    def lookup(name: str) -> ServedRun:
+        if name not in by_name:
+            raise HTTPException(404, f"unknown run {shown_id(name)}: serving {', '.join(by_name)}")
+        return by_name[name]
+
+    def service(name: str, kind: Kind) -> Any:
+        """The loaded service of run ``name``, which must be of ``kind``."""
+        run = lookup(name)
+        if run.kind != kind:
+            raise HTTPException(404, f"run {name!r} has kind {run.kind}, not {kind}: see /runs")
+        if run.error:
+            raise HTTPException(503, f"run {name!r} failed to load: {run.error}")
+        if run.service is None:
+            raise HTTPException(503, f"run {name!r} is still loading", {"Retry-After": "5"})
+        return run.service
+
+    def first(kind: Kind) -> str:
+        """The name of the first run of ``kind``: the one the short routes answer from."""
+        for run in served:
+            if run.kind == kind:
+                return run.name
+        raise HTTPException(404, f"no {kind} run is served (runs: {', '.join(by_name)})")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(problems)}, 422)
 
     @app.exception_handler(UnknownIdError)
     @app.exception_handler(NoCandidatesError)
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse({"error": str(exc)}, 404)
 
     @app.exception_handler(ConfigError)
     async def bad_request(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"error": str(exc)}, 422)
 
     @app.get("/health")
-    async def health(request: Request) -> dict[str, Any]:
-        s = service(request)
-        return {"status": "ok", "run": s.manifest.name, "items": len(s.titles)}
+    async def health() -> dict[str, str]:
+        """The process is up (the runs may still be loading: see /ready)."""
+        return {"status": "ok"}
 
-    @app.get("/items/{item_id}")
-    async def item(request: Request, item_id: str) -> dict[str, Any]:
-        titles = service(request).titles
+    @app.get("/ready", responses={503: {"description": "a run is loading or failed"}})
+    async def ready() -> JSONResponse:
+        """Every run is loaded: 200, else 503 naming the runs that are not."""
+        states = {run.name: run.state for run in served}
+        waiting = [f"{name} {state}" for name, state in states.items() if state != "ready"]
+        if waiting:
+            return JSONResponse({"error": f"not ready: {', '.join(waiting)}", "runs": states}, 503)
+        return JSONResponse({"status": "ready", "runs": states})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Request counts and latencies per route and status, and one info per run, in
+        Prometheus' text format."""
+        return metrics.exposition()
+
+    @app.get("/runs")
+    async def list_runs() -> dict[str, list[dict[str, Any]]]:
+        """Every served run: name, kind, path, state, versions and served components."""
+        return {"runs": [run.info() for run in served]}
+
+    @app.get("/runs/{run}")
+    async def one_run(run: RunName) -> dict[str, Any]:
+        """One served run, as /runs lists it."""
+        return lookup(run).info()
+
+    @app.get("/runs/{run}/recommend")
+    async def run_recommend(
+        run: RunName, item: Trigger, k: K | None = None, online_scoring: OnlineScoring = False
+    ) -> dict[str, Any]:
+        """An Explore Further run's top ``k`` for trigger ``item`` (default: the run's k),
+        with scores, provenance and latency: what ``knowrec recommend --json`` prints."""
+        explore: ExploreService = service(run, "explore")
+        return explore.recommend(item, k, online_scoring=online_scoring).to_dict()
+
+    @app.get("/runs/{run}/items/{item_id}")
+    async def run_item(run: RunName, item_id: ItemId) -> dict[str, Any]:
+        """An Explore Further run's item: its title."""
+        titles = service(run, "explore").titles
         if item_id not in titles:
-            raise UnknownIdError(f"unknown item id {item_id!r}")
+            raise UnknownIdError(f"unknown item id {shown_id(item_id)}")
         return {"item_id": item_id, "title": titles[item_id]}
+
+    @app.get("/runs/{run}/news/recommend")
+    async def run_news(run: RunName, user: User, k: K = 5) -> dict[str, Any]:
+        """An HKNR run's top ``k`` articles for ``user``: score, the stage-1 query that found
+        each, topic, entities and knowledge share; ``cold`` when the user has no history
+        and gets the recently popular articles."""
+        from knowrec.hknr.recommend import POPULAR
+
+        t0 = time.perf_counter()
+        recs = service(run, "hknr").recommend(user, k)
+        return {
+            "user_id": user,
+            "cold": any(r.found_by == POPULAR for r in recs),
+            "items": [{"rank": i, **asdict(r)} for i, r in enumerate(recs, start=1)],
+            "latency_ms": 1e3 * (time.perf_counter() - t0),
+        }
 
     @app.get("/recommend")
     async def recommend(
-        request: Request,
-        item: str = Query(description="the trigger item id"),
-        k: int | None = Query(default=None, ge=1, le=100, description="how many"),
-        online_scoring: bool = Query(default=False, description="every stage now"),
+        item: Trigger, k: K | None = None, online_scoring: OnlineScoring = False
     ) -> dict[str, Any]:
-        rec = service(request).recommend(item, k, online_scoring=online_scoring)
-        return rec.to_dict()
+        """/runs/{run}/recommend of the first Explore Further run."""
+        return await run_recommend(first("explore"), item, k, online_scoring)
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: ItemId) -> dict[str, Any]:
+        """/runs/{run}/items/{item_id} of the first Explore Further run."""
+        return await run_item(first("explore"), item_id)
+
+    @app.get("/news/recommend")
+    async def news(user: User, k: K = 5) -> dict[str, Any]:
+        """/runs/{run}/news/recommend of the first HKNR run."""
+        return await run_news(first("hknr"), user, k)
 
     return app
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the run until interrupted."""
+def serve(
+    runs: str | Path | Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
+) -> None:
+    """Serve the runs until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(run_dir), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(runs), host=host, port=port, log_level="info")

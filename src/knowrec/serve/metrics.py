@@ -1,0 +1,67 @@
+"""Prometheus metrics of a server (``GET /metrics``): requests and their latency per route
+template and status code, and one info metric per served run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from fastapi import Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+from knowrec import __version__
+from knowrec.serve.served import ServedRun
+
+UNMATCHED = "<unmatched>"  # the route label of a URL that no route answers
+
+
+class Metrics:
+    """The metrics of one app, in a registry of its own (two apps in one process do not
+    share counters)."""
+
+    def __init__(self, runs: Sequence[ServedRun]) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("method", "route", "status")
+        self.requests = Counter(
+            "knowrec_http_requests", "HTTP requests answered", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "knowrec_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            labels,
+            registry=self.registry,
+        )
+        info = Info("knowrec_run", "A served run", ["run"], registry=self.registry)
+        for run in runs:
+            written = run.manifest.get("versions", {}).get("knowrec", "")
+            info.labels(run=run.name).info(
+                {"kind": run.kind, "knowrec_version": __version__, "written_with": written}
+            )
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Count and time every request under its route template (``/runs/{run}/…``, never
+        the raw URL, so ids do not become labels)."""
+        t0 = time.perf_counter()
+        status = 500  # unless a response comes back
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", UNMATCHED)
+            labels = (request.method, route, str(status))
+            self.requests.labels(*labels).inc()
+            self.latency.labels(*labels).observe(time.perf_counter() - t0)
+
+    def exposition(self) -> Response:
+        """The Prometheus text format of every metric."""
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
