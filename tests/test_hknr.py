@@ -380,3 +380,36 @@ def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
     assert {r.found_by for r in rec.recommend(user, 5)} == {POPULAR}
     with pytest.raises(UnknownIdError, match="unknown user"):
         rec.recommend("nobody")
+
+
+@pytest.mark.parametrize("layout", ["mind", "ebnerd"])
+def test_hknr_reads_mind_and_ebnerd_logs(tmp_path, layout: str) -> None:
+    """MIND histories have no times (they precede every impression); EB-NeRD's have. Both
+    reach the samples and the graph, and HKNR trains a step on them."""
+    import torch
+
+    from knowrec.hknr.config import GraphSettings, RankerSettings
+    from knowrec.hknr.fit import HknrNet, HknrObjective, build_world, make_samples
+    from knowrec.hknr.knowledge import article_knowledge
+    from tests.test_loaders_news import load_ebnerd, load_mind, write_ebnerd, write_mind
+
+    if layout == "mind":
+        data = load_mind(write_mind(tmp_path / "mind"))
+    else:
+        data = load_ebnerd(write_ebnerd(tmp_path / "eb"))
+    proto = make_news_protocol(data, (1.0, 0.0, 0.0))
+    ids = data.items["item_id"].to_list()
+    x = np.random.default_rng(0).normal(size=(len(ids), 8)).astype(np.float32)
+    world = build_world(
+        proto.history, [proto.samples["train"]], ids, x, article_knowledge(data.items),
+        GraphSettings(),
+    )  # fmt: skip
+    samples = make_samples(proto.samples["train"], proto.history, world, 10)
+    user1 = "U1" if layout == "mind" else "7"
+    rows = (samples.user == world.user_row[user1]).nonzero().squeeze(1)
+    assert bool(samples.mask[rows].any(1).all())  # every impression of this user sees clicks
+    assert sum(int((g.edge_index[0] < world.n_users).sum()) for g in world.graphs) > 0
+    net = HknrNet(world, GraphSettings(hidden=8), RankerSettings())
+    loss = HknrObjective(net, RankerSettings()).loss(samples)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from knowrec.hknr.protocol import NewsProtocol, click_prior
+from knowrec.hknr.protocol import NewsProtocol, click_prior, history_before
 from knowrec.hknr.recall import RecallSettings, recall
 from knowrec.retrieval.ann import AnnIndex
 
@@ -61,10 +61,7 @@ def stage1(
         pl.col("query").is_in(found["query"].unique().implode())
     )
     targets = test.filter(pl.col("label") == 1).join(queries, on=["impression_id", "user_id"])
-    seen = queries.join(proto.history, on="user_id", suffix="_click").filter(
-        pl.col("time").is_null() | (pl.col("time_click") < pl.col("time"))
-    )
-    seen = seen.group_by("query").agg(pl.col("item_id").unique())
+    seen = history_before(proto.history, queries).group_by("query").agg(pl.col("item_id").unique())
     parts = [
         found.select("query", "item_id", source=pl.lit(SOURCES[0])),
         _popular(_clicks(proto), queries, seen, cfg.k),

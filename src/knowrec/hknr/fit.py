@@ -30,7 +30,7 @@ from knowrec.hknr.model import (
     TemporalAttentionPool,
     TemporalGraphEncoder,
 )
-from knowrec.hknr.protocol import history_before
+from knowrec.hknr.protocol import before, history_before
 
 META = 3  # click metadata: recency rank, log age, age known
 UNKNOWN_BUCKET = N_BUCKETS - 1
@@ -118,7 +118,8 @@ def build_world(
         if start is None:
             part, age = clicks, _hours(latest, pl.col("time"))
         else:
-            part, age = clicks.filter(pl.col("time") < start), _hours(pl.lit(start), pl.col("time"))
+            part = clicks.filter(before(pl.col("time"), pl.lit(start)))
+            age = _hours(pl.lit(start), pl.col("time"))
         part = part.with_columns(age=age)
         u = np.array([user_row[x] for x in part["user_id"].to_list()], dtype=np.int64)
         a = np.array([article_row[x] for x in part["item_id"].to_list()], dtype=np.int64)

@@ -77,9 +77,15 @@ def make_news_protocol(
 
 def history_before(history: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
     """For each query (``user_id``, ``time``), the user's history clicks strictly before
-    ``time`` (all of them when ``time`` is null), with the query's columns."""
+    ``time``: all of them when ``time`` is null, and every click without a time (a log
+    such as MIND gives none to its histories, which precede the impressions)."""
     joined = queries.join(history, on="user_id", how="inner", suffix="_click")
-    return joined.filter(pl.col("time").is_null() | (pl.col("time_click") < pl.col("time")))
+    return joined.filter(before(pl.col("time_click"), pl.col("time")))
+
+
+def before(click: pl.Expr, at: pl.Expr) -> pl.Expr:
+    """Whether a history click at ``click`` may be seen at ``at`` (null: no time)."""
+    return at.is_null() | click.is_null() | (click < at)
 
 
 def click_prior(
