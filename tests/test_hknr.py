@@ -351,7 +351,8 @@ def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
     models = {row["model"] for row in result["runs"]}
     assert models == {
         "popularity", "semantic (encoder cosine)", "item-kNN (history co-clicks)",
-        "ALS (implicit)", "article click rate (earlier train impressions)", "hknr",
+        "ALS (implicit)", "article click rate (earlier train impressions)",
+        "recall cosine + click prior (logistic regression)", "hknr",
         "hknr w/o graph", "hknr w/o knowledge", "hknr w/o click prior", "NRMS", "NeuMF", "DIN",
     }  # fmt: skip
     assert all(0.0 <= row["AUC"] <= 1.0 and 0.0 < row["MRR"] <= 1.0 for row in result["runs"])

@@ -6,6 +6,7 @@ Scored without training:
 - ``click_rate``: the candidate's smoothed click rate in the earlier training impressions
   (:func:`~knowrec.hknr.protocol.click_prior`, which HKNR also adds to its logit);
 - ``semantic``: cosine of the stage-1 user vector and the candidate's vector;
+- ``wide``: the logistic regression of the click on the two (HKNR's starting point);
 - ``item_knn``: the sum of the candidate's co-click cosines with the user's clicks;
 - ``als``: implicit ALS (Hu et al., ICDM 2008) on users × articles, the user folded in
   from their clicks before the impression.
@@ -42,6 +43,7 @@ from knowrec.models.layers import MLP, ActivationUnit
 NAMES: dict[str, str] = {
     "popularity": "popularity",
     "click_rate": "article click rate (earlier train impressions)",
+    "wide": "recall cosine + click prior (logistic regression)",
     "semantic": "semantic (encoder cosine)",
     "item_knn": "item-kNN (history co-clicks)",
     "als": "ALS (implicit)",
@@ -55,6 +57,18 @@ def popularity_scores(history: pl.DataFrame, frame: pl.DataFrame) -> np.ndarray:
     counts = history.group_by("item_id").agg(n=pl.len())
     scored = frame.select("item_id").join(counts, on="item_id", how="left", maintain_order="left")
     return scored["n"].fill_null(0).cast(pl.Float64).to_numpy()
+
+
+def wide_scores(world: NewsWorld, train: Samples, test: Samples) -> np.ndarray:
+    """The logistic regression of the click on the recall cosine and the click prior,
+    fitted on the training rows: where HKNR's ranker starts (its wide term)."""
+    from knowrec.hknr.model import logistic_regression
+
+    def x(s: Samples) -> np.ndarray:
+        return np.column_stack([recall_cosine(world.semantic, s).numpy(), s.prior.numpy()])
+
+    fitted = logistic_regression(x(train), train.label.numpy())
+    return np.zeros(len(test)) if fitted is None else fitted.decision_function(x(test))
 
 
 def semantic_scores(world: NewsWorld, samples: Samples) -> np.ndarray:

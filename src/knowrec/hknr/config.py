@@ -13,7 +13,7 @@ from knowrec.train.config import TrainConfig
 
 #: The baselines a config may list (see :data:`knowrec.hknr.baselines.NAMES`).
 Baseline = Literal[
-    "popularity", "click_rate", "semantic", "item_knn", "als", "nrms", "neumf", "din"
+    "popularity", "click_rate", "semantic", "wide", "item_knn", "als", "nrms", "neumf", "din"
 ]
 
 

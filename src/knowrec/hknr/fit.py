@@ -211,8 +211,8 @@ def make_samples(
 
 class HknrNet(nn.Module):
     """Graph encoder (or, without it, projected article vectors) → the user vector by
-    temporal attention pooling (or the mean of the clicks) → the knowledge ranker, plus the
-    article's click prior times a learnt weight."""
+    temporal attention pooling (or the mean of the clicks) → the knowledge ranker, which
+    also reads the recall cosine and the article's click prior."""
 
     def __init__(self, world: NewsWorld, graph: GraphSettings, ranker: RankerSettings) -> None:
         super().__init__()
@@ -233,8 +233,7 @@ class HknrNet(nn.Module):
             knowledge=ranker.knowledge,
             dropout=ranker.dropout,
         )
-        # Which articles people click at all, whoever they are (NeMig's strongest signal).
-        self.prior_weight = nn.Parameter(torch.tensor(1.0)) if ranker.click_prior else None
+        self.use_prior = ranker.click_prior
         self.register_buffer("entities", torch.as_tensor(k.entities), persistent=False)
         self.register_buffer("topics", torch.as_tensor(k.topics), persistent=False)
 
@@ -262,10 +261,13 @@ class HknrNet(nn.Module):
                 users[rows] = clicks.sum(1) / count
         a, sem = s.article, self.world.semantic
         fused = self.ranker.fuse(sem[a], self.entities[a], self.topics[a])
-        logits = self.ranker(users, fused, recall_cosine(sem, s))
-        if self.prior_weight is not None:
-            logits = logits + self.prior_weight * s.prior
-        return logits, fused
+        return self.ranker(users, fused, self.scores(s)), fused
+
+    def scores(self, s: Samples) -> torch.Tensor:
+        """(n, 2): the recall cosine and (unless switched off) the click prior, which says
+        which articles people click at all, whoever they are (NeMig's strongest signal)."""
+        prior = s.prior if self.use_prior else torch.zeros_like(s.prior)
+        return torch.stack([recall_cosine(self.world.semantic, s), prior], dim=-1)
 
 
 def recall_cosine(semantic: torch.Tensor, s: Samples) -> torch.Tensor:

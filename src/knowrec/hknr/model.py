@@ -4,11 +4,16 @@ ranker (stage 3). Shapes: B samples, L clicks per user, H hidden units, D encode
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GCNConv
 from torch_geometric.utils import dropout_edge
+
+N_SCORES = 2  # scalar inputs of the ranker: recall cosine, click prior
 
 #: Edge age buckets, in hours before the snapshot (the last bucket: older or unknown).
 AGE_BUCKETS_HOURS = (1.0, 6.0, 24.0, 72.0, 168.0, 720.0)
@@ -113,8 +118,10 @@ class KnowledgeRanker(nn.Module):
                 self.entity.weight[:, : entity_init.shape[1]] = entity_init
         self.gate = nn.Linear(2 * hidden, hidden)
         self.knowledge = knowledge
-        self.mlp = ResidualMLP(4 * hidden, hidden, layers=3, dropout=dropout)
-        self.recall_weight = nn.Parameter(torch.tensor(1.0))
+        self.mlp = ResidualMLP(4 * hidden + N_SCORES, hidden, layers=3, dropout=dropout)
+        self.wide = nn.Linear(N_SCORES, 1)  # set by fit_wide; the MLP starts at 0
+        nn.init.zeros_(self.mlp.out.weight)
+        nn.init.zeros_(self.mlp.out.bias)
         self.reconstruct = nn.Linear(hidden, sem_dim)
 
     def fuse(self, sem: torch.Tensor, entities: torch.Tensor, topic: torch.Tensor) -> torch.Tensor:
@@ -135,10 +142,30 @@ class KnowledgeRanker(nn.Module):
         return g * s + (1 - g) * k, g
 
     def forward(
-        self, user: torch.Tensor, fused: torch.Tensor, recall_score: torch.Tensor
+        self, user: torch.Tensor, fused: torch.Tensor, scores: torch.Tensor
     ) -> torch.Tensor:
-        """user (B, H), fused (B, H), recall_score (B,): the stage-1 cosine of the user's
-        and the article's semantic vectors, passed through with a learnt weight (a
-        cascade's ranker sees its recall score) → click logits (B,)."""
-        cross = torch.cat([user, fused, user * fused, (user - fused).abs()], dim=-1)
-        return self.mlp(cross) + self.recall_weight * recall_score
+        """user (B, H), fused (B, H), scores (B, N_SCORES): the row's scalar signals (the
+        stage-1 cosine of the user's and the article's semantic vectors, the article's
+        click prior) → click logits (B,): a linear ("wide") term of the scores plus the
+        MLP of the cross features and the scores, which learns what the scores miss."""
+        cross = torch.cat([user, fused, user * fused, (user - fused).abs(), scores], dim=-1)
+        return self.wide(scores).squeeze(-1) + self.mlp(cross)
+
+    @torch.no_grad()
+    def fit_wide(self, scores: torch.Tensor, label: torch.Tensor) -> None:
+        """Start the wide term at the logistic regression of ``label`` on ``scores``, so
+        that training starts from that baseline rather than from chance."""
+        fitted = logistic_regression(scores.numpy(), label.numpy())
+        if fitted is not None:
+            self.wide.weight.copy_(torch.as_tensor(fitted.coef_, dtype=torch.float32))
+            self.wide.bias.copy_(torch.as_tensor(fitted.intercept_, dtype=torch.float32))
+
+
+def logistic_regression(x: np.ndarray, y: np.ndarray) -> Any:
+    """scikit-learn's logistic regression of clicks ``y`` on ``x`` (None: one class)."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = y > 0
+    if y.all() or not y.any():
+        return None
+    return LogisticRegression(C=100.0, max_iter=200).fit(x, y)

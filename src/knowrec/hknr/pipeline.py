@@ -160,6 +160,7 @@ def run_hknr(
         "item_knn": lambda: baselines.item_knn_scores(world, test),
         "als": lambda: baselines.als_scores(world, samples["train"], test, num_threads=threads),
         "click_rate": lambda: test.prior.numpy(),
+        "wide": lambda: baselines.wide_scores(world, samples["train"], test),
     }
     for name in cfg.baselines:
         if name in fixed:
@@ -332,6 +333,9 @@ def _fit_model(
 
     torch.manual_seed(seed)
     net, objective = build_model(cfg, model, world)
+    if model in MODELS:
+        train = samples["train"]
+        net.ranker.fit_wide(net.scores(train), train.label)
     train_cfg = cfg.train.model_copy(update={"seed": seed})
     valid = samples["valid"]
     y, group = valid.label.numpy(), valid.group.numpy()
