@@ -118,6 +118,19 @@ def test_recall_leaves_out_clicked_articles_and_keeps_a_recent_interest() -> Non
     assert set(only_mean["found_by"]) == {"profile"}
 
 
+def test_recall_keeps_to_the_freshness_window_and_never_recalls_a_later_article() -> None:
+    proto, index = make_news_protocol(news_log(), (1.0, 0.0, 0.0)), topic_index()
+    query = proto.samples["train"].unique("impression_id").select("user_id", "time")
+    at = query["time"][0]  # day 3
+    published = {i: T0 - timedelta(days=1) for i in index.ids}  # 4 days before the query
+    published["A5"] = at + timedelta(hours=1)  # published after the impression
+    cfg = RecallSettings(k=20, index="flat")
+    found = set(recall(proto.history, query, index, cfg, published)["item_id"])
+    assert "A5" not in found and len(found) == 20 - 1 - 6  # all others but A5 and the seen
+    stale = cfg.model_copy(update={"max_age_hours": 72.0})
+    assert recall(proto.history, query, index, stale, published).is_empty()
+
+
 def test_a_log_without_times_needs_the_position_decay() -> None:
     proto, index = make_news_protocol(news_log(times=False), (1.0, 0.0, 0.0)), topic_index()
     assert "no impression times" in proto.describe()

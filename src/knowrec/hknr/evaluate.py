@@ -47,16 +47,22 @@ def impression_metrics(y: np.ndarray, score: np.ndarray, group: np.ndarray) -> d
 
 
 def stage1(
-    proto: NewsProtocol, index: AnnIndex, cfg: RecallSettings, *, seed: int = 0
+    proto: NewsProtocol,
+    index: AnnIndex,
+    cfg: RecallSettings,
+    published: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
 ) -> dict[str, pl.DataFrame]:
     """``queries`` (``query``, ``impression_id``, ``user_id``, ``time``) of the test
     impressions whose user has history, their ``targets`` (``query``, ``item_id``) and
-    ``candidates`` (``query``, ``item_id``, ``source``)."""
+    ``candidates`` (``query``, ``item_id``, ``source``). ``published``: the articles'
+    publication times, for the recall's freshness window."""
     test = proto.samples["test"].filter(pl.col("item_id").is_in(index.ids))
     queries = test.select("impression_id", "user_id", "time").unique(
         "impression_id", maintain_order=True
     )
-    found = recall(proto.history, queries, index, cfg)
+    found = recall(proto.history, queries, index, cfg, published)
     queries = queries.with_row_index("query").filter(
         pl.col("query").is_in(found["query"].unique().implode())
     )

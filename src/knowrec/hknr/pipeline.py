@@ -40,7 +40,12 @@ from knowrec.hknr.evaluate import (
     impression_metrics,
     stage1,
 )
-from knowrec.hknr.protocol import NewsProtocol, click_prior, make_news_protocol
+from knowrec.hknr.protocol import (
+    NewsProtocol,
+    click_prior,
+    make_news_protocol,
+    published_times,
+)
 from knowrec.report import Section as ReportSection
 from knowrec.report import mean_std, print_rows, summary_figure, write_report
 from knowrec.retrieval.ann import AnnIndex
@@ -127,14 +132,15 @@ def run_hknr(
     index_kind = cfg.recall.index if len(ids) >= 20_000 else "flat"  # PQ needs many vectors
 
     def candidates(d: Path) -> None:
-        _save_frames(d, stage1(proto, AnnIndex(ids, vectors, kind=index_kind), cfg.recall))
+        index = AnnIndex(ids, vectors, kind=index_kind)
+        _save_frames(d, stage1(proto, index, cfg.recall, published_times(data.items)))
 
     parts = run.stage(
         "recall",
         {**config_slice(cfg.recall), "index_kind": index_kind},
         candidates,
         _load_frames,
-        after=["protocol", "vectors"],
+        after=["data", "protocol", "vectors"],
     )
     recall_info = {
         "k": cfg.recall.k,

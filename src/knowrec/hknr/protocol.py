@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -73,6 +74,14 @@ def make_news_protocol(
     if shown.is_empty():
         raise DataFormatError("the log has no impressions: HKNR needs shown candidates")
     return NewsProtocol(history, split_users(shown, split, seed=seed))
+
+
+def published_times(items: pl.DataFrame) -> dict[str, Any] | None:
+    """Article → publication time, where the data set has them (else None)."""
+    if "published" not in items.columns or items["published"].null_count() == items.height:
+        return None
+    rows = items.select("item_id", pl.col("published").cast(pl.Datetime("ms"))).drop_nulls()
+    return dict(zip(rows["item_id"], rows["published"], strict=True))
 
 
 def history_before(history: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:

@@ -12,7 +12,9 @@ and does not crowd out the rest either.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -35,6 +37,9 @@ class RecallSettings(Section):
     k: int = Field(default=100, ge=1)
     index: Literal["flat", "hnsw", "ivfpq"] = "ivfpq"
     dropout: float = Field(default=0.1, ge=0, lt=1)  # embedding dropout on training users
+    # Logs with times: only articles published in the max_age_hours before the query (news
+    # goes stale); never one published after it.
+    max_age_hours: float | None = Field(default=None, gt=0)
 
 
 def decay_weights(cfg: RecallSettings) -> pl.Expr:
@@ -92,16 +97,25 @@ def user_queries(
 
 
 def recall(
-    history: pl.DataFrame, queries: pl.DataFrame, index: AnnIndex, cfg: RecallSettings
+    history: pl.DataFrame,
+    queries: pl.DataFrame,
+    index: AnnIndex,
+    cfg: RecallSettings,
+    published: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
     """Top-``k`` candidates per query row: ``query`` (row number), ``item_id``, ``score``
     (reciprocal-rank fusion of the user vector's list and each recent click's list),
     ``cosine`` (the best cosine among them), ``rank`` (1 = best) and ``found_by`` (the
     list where it ranked best: ``"profile"``, the decayed user vector, or the id of the
     recent click). Already clicked articles are left out; queries without history get no
-    row."""
+    row. With ``published`` (article → publication time) and a query time, articles
+    published after the query, or more than ``max_age_hours`` before it, are left out
+    too."""
     users, latest, seen = user_queries(history, queries, index, cfg)
     want = cfg.k + max((len(s) for s in seen), default=0)
+    times = queries["time"].to_list()
+    if published and any(t is not None for t in times):
+        want *= 10  # most articles fall outside the window: search deeper, then filter
     ids, scores = index.search(users, min(want, len(index)))
     owner = [r for r, vs in enumerate(latest) for _ in vs]
     e_ids: list[list[str]] = []
@@ -121,8 +135,9 @@ def recall(
         cosine: dict[str, float] = {}
         best: dict[str, tuple[int, str]] = {}
         skip = set(seen[r])
+        fresh = _window(published, times[r], cfg.max_age_hours)
         for source, found, sc in lists:
-            kept = [(i, c) for i, c in zip(found, sc, strict=False) if i not in skip]
+            kept = [(i, c) for i, c in zip(found, sc, strict=False) if i not in skip and fresh(i)]
             for rank, (item, c) in enumerate(kept, start=1):
                 fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank)
                 cosine[item] = max(cosine.get(item, -np.inf), float(c))
@@ -142,3 +157,19 @@ def recall(
         "found_by": pl.String,
     }
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _window(
+    published: dict[str, Any] | None, at: Any, max_age_hours: float | None
+) -> Callable[[str], bool]:
+    """Whether an article may be recalled at ``at``: published by then, and within
+    ``max_age_hours`` (articles or queries without a time always pass)."""
+    if not published or at is None:
+        return lambda item: True
+    oldest = at - timedelta(hours=max_age_hours) if max_age_hours else None
+
+    def ok(item: str) -> bool:
+        t = published.get(item)
+        return t is None or (t <= at and (oldest is None or t >= oldest))
+
+    return ok

@@ -26,6 +26,7 @@ from knowrec.errors import ConfigError, UnknownIdError, shown_id
 from knowrec.hknr.config import HknrConfig
 from knowrec.hknr.fit import build_world
 from knowrec.hknr.pipeline import MODELS, load_model, load_stages
+from knowrec.hknr.protocol import published_times
 from knowrec.retrieval.ann import AnnIndex
 
 COLD_HOURS = 48.0
@@ -69,6 +70,7 @@ class HknrRecommender:
         items = stages["data"].items
         self.titles = dict(zip(items["item_id"], items["title"].fill_null(""), strict=True))
         self.entity_labels = _entity_labels(items)
+        self.published = published_times(items)
 
     def recommend(self, user_id: str, k: int = 5) -> list[NewsRecommendation]:
         """The top ``k`` articles for ``user_id`` after the whole history of the log."""
@@ -84,7 +86,7 @@ class HknrRecommender:
         query = pl.DataFrame({"user_id": [user_id], "time": [now]}).cast(
             {"time": history.schema["time"]}
         )
-        found = recall(history, query, self.index, self.cfg.recall)
+        found = recall(history, query, self.index, self.cfg.recall, self.published)
         if found.is_empty():
             found = self._popular(now).with_columns(found_by=pl.lit(POPULAR))
         frame = found.select(
