@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from knowrec.hknr.protocol import NewsProtocol, click_prior, history_before
+from knowrec.hknr.protocol import NewsProtocol, all_clicks, click_prior, history_before
 from knowrec.hknr.recall import RecallSettings, recall
 from knowrec.retrieval.ann import AnnIndex
 
@@ -70,7 +70,7 @@ def stage1(
     seen = history_before(proto.history, queries).group_by("query").agg(pl.col("item_id").unique())
     parts = [
         found.select("query", "item_id", source=pl.lit(SOURCES[0])),
-        _popular(_clicks(proto), queries, seen, cfg.k),
+        _popular(all_clicks(proto), queries, seen, cfg.k),
         _random(index.ids, queries, seen, cfg.k, seed),
     ]
     return {
@@ -78,12 +78,6 @@ def stage1(
         "targets": targets.select("query", "item_id"),
         "candidates": pl.concat(parts),
     }
-
-
-def _clicks(proto: NewsProtocol) -> pl.DataFrame:
-    """Every click a query may count: the history and the training impressions' clicks."""
-    train = proto.samples["train"].filter(pl.col("label") == 1)
-    return pl.concat([proto.history.select("item_id", "time"), train.select("item_id", "time")])
 
 
 def _popular(

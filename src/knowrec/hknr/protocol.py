@@ -76,6 +76,13 @@ def make_news_protocol(
     return NewsProtocol(history, split_users(shown, split, seed=seed))
 
 
+def all_clicks(proto: NewsProtocol) -> pl.DataFrame:
+    """``item_id``, ``time`` of every click a query may count towards popularity: the
+    history and the training impressions' clicks (filter by time before use)."""
+    train = proto.samples["train"].filter(pl.col("label") == 1)
+    return pl.concat([proto.history.select("item_id", "time"), train.select("item_id", "time")])
+
+
 def published_times(items: pl.DataFrame) -> dict[str, Any] | None:
     """Article → publication time, where the data set has them (else None)."""
     if "published" not in items.columns or items["published"].null_count() == items.height:

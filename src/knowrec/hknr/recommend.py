@@ -5,7 +5,8 @@ query found each article, and how much of the ranker's article vector came from 
 A user with history gets stage 1 (semantic recall over the ANN index) and the trained
 network's ranking. A user without history (a cold user) gets the articles most clicked in
 the last ``COLD_HOURS`` of the log (all of it when the log has no times), ranked by the
-same network, which then knows the user only by the articles' click prior.
+same network, which then knows the user only by the articles' click prior; they also
+top up a recall that found fewer than ``k`` fresh articles. "Now" is the end of the log.
 
     rec = HknrRecommender("runs/hknr_synthetic")
     for r in rec.recommend("U12", k=5): print(r.title, r.found_by, r.knowledge_share)
@@ -26,7 +27,7 @@ from knowrec.errors import ConfigError, UnknownIdError, shown_id
 from knowrec.hknr.config import HknrConfig
 from knowrec.hknr.fit import build_world
 from knowrec.hknr.pipeline import MODELS, load_model, load_stages
-from knowrec.hknr.protocol import published_times
+from knowrec.hknr.protocol import all_clicks, published_times
 from knowrec.retrieval.ann import AnnIndex
 
 COLD_HOURS = 48.0
@@ -71,6 +72,11 @@ class HknrRecommender:
         self.titles = dict(zip(items["item_id"], items["title"].fill_null(""), strict=True))
         self.entity_labels = _entity_labels(items)
         self.published = published_times(items)
+        times = pl.concat(
+            [f.select("time") for f in [self.proto.history, *self.proto.samples.values()]]
+        )
+        latest = times["time"].max()
+        self.now = None if latest is None else latest + timedelta(seconds=1)  # the log's end
 
     def recommend(self, user_id: str, k: int = 5) -> list[NewsRecommendation]:
         """The top ``k`` articles for ``user_id`` after the whole history of the log."""
@@ -81,14 +87,21 @@ class HknrRecommender:
         if user_id not in self.world.user_row:
             raise UnknownIdError(f"unknown user {shown_id(user_id)}: not in the run's data")
         history = self.proto.history
-        latest = history["time"].max()
-        now = None if latest is None else latest + timedelta(seconds=1)
+        now = self.now
         query = pl.DataFrame({"user_id": [user_id], "time": [now]}).cast(
             {"time": history.schema["time"]}
         )
         found = recall(history, query, self.index, self.cfg.recall, self.published)
-        if found.is_empty():
-            found = self._popular(now).with_columns(found_by=pl.lit(POPULAR))
+        if found.height < k:  # a cold user, or too few fresh articles: top up
+            read = history.filter(pl.col("user_id") == user_id).select("item_id")
+            extra = self._popular(now).join(read, on="item_id", how="anti")
+            extra = extra.join(found, on="item_id", how="anti").head(k - found.height)
+            found = pl.concat(
+                [
+                    found.select("item_id", "found_by"),
+                    extra.select("item_id", found_by=pl.lit(POPULAR)),
+                ]
+            )
         frame = found.select(
             "item_id",
             "found_by",
@@ -128,9 +141,9 @@ class HknrRecommender:
         return out
 
     def _popular(self, now: object) -> pl.DataFrame:
-        """The ``recall.k`` most clicked articles of the last ``COLD_HOURS`` (all history
-        when the log has no times)."""
-        clicks = self.proto.history
+        """The ``recall.k`` articles most clicked (history and training impressions) in the
+        last ``COLD_HOURS`` (all of them when the log has no times)."""
+        clicks = all_clicks(self.proto)
         if now is not None:
             clicks = clicks.filter(pl.col("time") >= pl.lit(now) - timedelta(hours=COLD_HOURS))
         top = clicks.group_by("item_id").agg(n=pl.len()).sort(["n", "item_id"], descending=True)
