@@ -16,6 +16,16 @@ from knowrec.hknr.recall import RecallSettings, recall, user_queries
 from knowrec.retrieval.ann import AnnIndex
 
 T0 = datetime(2024, 1, 1)
+#: Overrides of configs/hknr_synthetic.toml for a run of seconds: the tiny news world.
+TINY_RUN = [
+    'data.size="tiny"',
+    "seeds=[0]",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "train.progress=false",
+    "graph.hidden=32",
+    "recall.k=20",
+]
 
 
 def news_log(times: bool = True) -> Dataset:
@@ -351,15 +361,7 @@ def test_the_pipeline_runs_reports_and_resumes(tmp_path) -> None:
 
     from knowrec.hknr.pipeline import run_hknr
 
-    overrides = [
-        'data.size="tiny"',
-        "seeds=[0]",
-        "train.epochs=1",
-        "train.batch_size=64",
-        "train.progress=false",
-        "graph.hidden=32",
-        "recall.k=20",
-    ]
+    overrides = TINY_RUN
     result = run_hknr("configs/hknr_synthetic.toml", tmp_path / "run", overrides=overrides)
     models = {row["model"] for row in result["runs"]}
     assert models == {

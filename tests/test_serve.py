@@ -17,18 +17,9 @@ from knowrec.runs import Run
 from knowrec.serve import create_app
 from tests.serving import free_port, running_server
 from tests.test_explore_pipeline import KNOWREC, ROOT, knowrec, one_line_error, tiny_config
+from tests.test_hknr import TINY_RUN
 
-HKNR_TINY = [
-    'data.size="tiny"',
-    "seeds=[0]",
-    "train.epochs=1",
-    "train.batch_size=64",
-    "train.progress=false",
-    "graph.hidden=32",
-    "recall.k=20",
-    "ablations=false",
-    "baselines=[]",
-]
+HKNR_TINY = [*TINY_RUN, "ablations=false", "baselines=[]"]
 USER = "U83"  # a reader of the tiny news world, with a history
 NEWS_FIELDS = {
     "rank", "item_id", "title", "score", "found_by", "topic", "entities", "knowledge_share",
@@ -90,7 +81,7 @@ def test_runs_side_by_side(url: str, runs: tuple[Path, Path]) -> None:
 
 @pytest.mark.slow
 def test_news_recommend(url: str, runs: tuple[Path, Path]) -> None:
-    from knowrec.hknr.recommend import HknrRecommender
+    from knowrec.hknr.recommend import POPULAR, HknrRecommender
 
     expected = HknrRecommender(runs[1]).recommend(USER, 4)
     answer = httpx.get(f"{url}/news/recommend", params={"user": USER, "k": 4}).json()
@@ -101,7 +92,8 @@ def test_news_recommend(url: str, runs: tuple[Path, Path]) -> None:
     for rank, r in enumerate(items, start=1):
         assert set(r) == NEWS_FIELDS and r["rank"] == rank and r["title"]
         assert 0 < r["score"] < 1 and 0 <= r["knowledge_share"] <= 1
-        assert r["found_by"] == "profile" or r["found_by"].startswith("recent click: ")
+        by = r["found_by"]
+        assert by in ("profile", POPULAR) or by.startswith("recent click: ")
         assert isinstance(r["entities"], list) and isinstance(r["topic"], str)
     named = httpx.get(f"{url}/runs/news/news/recommend", params={"user": USER, "k": 4}).json()
     assert [r["item_id"] for r in named["items"]] == [r["item_id"] for r in items]

@@ -178,14 +178,14 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
     async def run_news(run: RunName, user: User, k: K = 5) -> dict[str, Any]:
         """An HKNR run's top ``k`` articles for ``user``: score, the stage-1 query that found
         each, topic, entities and knowledge share; ``cold`` when the user has no history
-        and gets the recently popular articles."""
+        and gets only recently popular articles (they also top up a short recall)."""
         from knowrec.hknr.recommend import POPULAR
 
         t0 = time.perf_counter()
         recs = service(run, "hknr").recommend(user, k)
         return {
             "user_id": user,
-            "cold": any(r.found_by == POPULAR for r in recs),
+            "cold": all(r.found_by == POPULAR for r in recs),
             "items": [{"rank": i, **asdict(r)} for i, r in enumerate(recs, start=1)],
             "latency_ms": 1e3 * (time.perf_counter() - t0),
         }
