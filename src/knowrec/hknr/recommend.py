@@ -31,7 +31,7 @@ from knowrec.hknr.protocol import all_clicks, published_times
 from knowrec.retrieval.ann import AnnIndex
 
 COLD_HOURS = 48.0
-POPULAR = "popular (no history)"
+POPULAR = "popular"  # the recently most clicked: a cold user, or a short recall topped up
 
 
 @dataclass

@@ -93,8 +93,9 @@ def news_recommendations(out: Path, console: Console, users: int = 3) -> list[di
             )
     console.print(table)
     console.print(
-        "found by: the reader's profile vector or one recent click (stage 1); knowledge: "
-        "the share of entities and topic in the ranker's article vector (1 − gate)."
+        "found by: the reader's profile vector or one recent click (stage 1), or popular "
+        "(the last 48 h's most clicked, topping up a short fresh recall); knowledge: the "
+        "share of entities and topic in the ranker's article vector (1 − gate)."
     )
     return rows
 
