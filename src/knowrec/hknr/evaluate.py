@@ -13,17 +13,21 @@ HR@10 the share among the 10 the trained model ranks first out of them.
 from __future__ import annotations
 
 import warnings
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from knowrec.hknr.protocol import NewsProtocol, all_clicks, click_prior, history_before
+from knowrec.hknr.protocol import (
+    NewsProtocol,
+    all_clicks,
+    click_prior,
+    history_before,
+    most_clicked,
+)
 from knowrec.hknr.recall import RecallSettings, recall
 from knowrec.retrieval.ann import AnnIndex
 
-POPULAR_HOURS = 48.0
 SOURCES = ("semantic recall", "popular", "random")
 
 
@@ -88,12 +92,8 @@ def _popular(
     hours = queries.select(hour=pl.col("time").dt.truncate("1h")).unique()
     windows = []
     for hour in hours["hour"].to_list():
-        clicks = history
-        if hour is not None:
-            since = hour - timedelta(hours=POPULAR_HOURS)
-            clicks = history.filter((pl.col("time") >= since) & (pl.col("time") < hour))
-        top = clicks.group_by("item_id").agg(n=pl.len()).sort(["n", "item_id"], descending=True)
-        windows.append(top.head(k + 200).with_columns(hour=pl.lit(hour, hours["hour"].dtype)))
+        top = most_clicked(history, hour, k + 200)  # deep enough to drop the seen ones
+        windows.append(top.with_columns(hour=pl.lit(hour, hours["hour"].dtype)))
     ranked = pl.concat(windows).with_columns(r=pl.int_range(pl.len()).over("hour"))
     rows = (
         queries.select("query", hour=pl.col("time").dt.truncate("1h"))

@@ -33,7 +33,6 @@ from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
 from knowrec.hknr.config import HknrConfig, NewsData
 from knowrec.hknr.evaluate import (
-    POPULAR_HOURS,
     SOURCES,
     cascade_hit_rates,
     hit_rates,
@@ -41,6 +40,7 @@ from knowrec.hknr.evaluate import (
     stage1,
 )
 from knowrec.hknr.protocol import (
+    POPULAR_HOURS,
     NewsProtocol,
     click_prior,
     make_news_protocol,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -81,6 +82,19 @@ def all_clicks(proto: NewsProtocol) -> pl.DataFrame:
     history and the training impressions' clicks (filter by time before use)."""
     train = proto.samples["train"].filter(pl.col("label") == 1)
     return pl.concat([proto.history.select("item_id", "time"), train.select("item_id", "time")])
+
+
+POPULAR_HOURS = 48.0  # the window of "recently popular"
+
+
+def most_clicked(clicks: pl.DataFrame, at: Any, k: int) -> pl.DataFrame:
+    """``item_id``, ``n``: the ``k`` articles most clicked in ``clicks`` (``item_id``,
+    ``time``) in the ``POPULAR_HOURS`` before ``at`` (all of them when ``at`` is None)."""
+    if at is not None:
+        since = at - timedelta(hours=POPULAR_HOURS)
+        clicks = clicks.filter((pl.col("time") >= since) & (pl.col("time") < at))
+    top = clicks.group_by("item_id").agg(n=pl.len())
+    return top.sort(["n", "item_id"], descending=True).head(k)
 
 
 def published_times(items: pl.DataFrame) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ query found each article, and how much of the ranker's article vector came from 
 
 A user with history gets stage 1 (semantic recall over the ANN index) and the trained
 network's ranking. A user without history (a cold user) gets the articles most clicked in
-the last ``COLD_HOURS`` of the log (all of it when the log has no times), ranked by the
+the last ``POPULAR_HOURS`` of the log (all of it when the log has no times), ranked by the
 same network, which then knows the user only by the articles' click prior; they also
 top up a recall that found fewer than ``k`` fresh articles. "Now" is the end of the log.
 
@@ -27,10 +27,9 @@ from knowrec.errors import ConfigError, UnknownIdError, shown_id
 from knowrec.hknr.config import HknrConfig
 from knowrec.hknr.fit import build_world
 from knowrec.hknr.pipeline import MODELS, load_model, load_stages
-from knowrec.hknr.protocol import all_clicks, published_times
+from knowrec.hknr.protocol import all_clicks, most_clicked, published_times
 from knowrec.retrieval.ann import AnnIndex
 
-COLD_HOURS = 48.0
 POPULAR = "popular"  # the recently most clicked: a cold user, or a short recall topped up
 
 
@@ -142,12 +141,9 @@ class HknrRecommender:
 
     def _popular(self, now: object) -> pl.DataFrame:
         """The ``recall.k`` articles most clicked (history and training impressions) in the
-        last ``COLD_HOURS`` (all of them when the log has no times)."""
-        clicks = all_clicks(self.proto)
-        if now is not None:
-            clicks = clicks.filter(pl.col("time") >= pl.lit(now) - timedelta(hours=COLD_HOURS))
-        top = clicks.group_by("item_id").agg(n=pl.len()).sort(["n", "item_id"], descending=True)
-        return top.filter(pl.col("item_id").is_in(self.index.ids)).head(self.cfg.recall.k)
+        last ``POPULAR_HOURS`` (all of them when the log has no times)."""
+        clicks = all_clicks(self.proto).filter(pl.col("item_id").is_in(self.index.ids))
+        return most_clicked(clicks, now, self.cfg.recall.k)
 
 
 def _entity_labels(items: pl.DataFrame) -> dict[str, str]:
