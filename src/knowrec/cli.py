@@ -476,19 +476,44 @@ def run_config(
 
 @app.command("recommend")
 def recommend(
-    run: Annotated[Path, typer.Option("--run", help="a finished Explore Further run directory")],
-    item: Annotated[str, typer.Option("--item", help="the trigger item id")],
+    run: Annotated[
+        Path, typer.Option("--run", help="a finished Explore Further, TRAWL or HKNR run")
+    ],
+    item: Annotated[
+        str | None, typer.Option("--item", help="the trigger item id (Explore Further)")
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", help="the user id (TRAWL, HKNR)")] = None,
     k: Annotated[int | None, typer.Option(help="how many to show (default: the run's)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     online_scoring: Annotated[
         bool, typer.Option(help="run every ranking stage now instead of the stored scores")
     ] = False,
 ) -> None:
-    """Recommend items for a trigger item from an Explore Further run.
+    """Recommend from a finished run: items like a trigger item (Explore Further, --item)
+    or items for a user (TRAWL and HKNR, --user).
 
-    Candidate-store lookup, online recall paths and ranking, as served; prints the top k
-    with scores, provenance and latency.
+    As served: candidate-store lookup, online recall paths and ranking for Explore Further;
+    adapted-vector recall and the CTR model for TRAWL; semantic recall, the graph user
+    encoder and the knowledge ranker for HKNR. Prints the top k with scores and reasons.
     """
+    from knowrec.runs import run_kind
+
+    kind = run_kind(run)
+    if kind == "explore":
+        if item is None:
+            raise ConfigError(f"{run} is an Explore Further run: give the trigger with --item")
+        _recommend_item(run, item, k, as_json=as_json, online_scoring=online_scoring)
+    elif kind in ("trawl", "hknr"):
+        if user is None:
+            raise ConfigError(f"{run} is a {kind} run: give the user with --user")
+        _recommend_user(run, kind, user, k or 10, as_json=as_json)
+    else:
+        raise ConfigError(f"{run} is a {kind} run: recommend answers from explore, trawl, hknr")
+
+
+def _recommend_item(
+    run: Path, item: str, k: int | None, *, as_json: bool, online_scoring: bool
+) -> None:
     from knowrec.explore.service import ExploreService
 
     with ExploreService.load(run, warm=online_scoring) as service:
@@ -519,6 +544,30 @@ def recommend(
         + (f" · failures: {rec.failures}" if rec.failures else ""),
         markup=False,
     )
+
+
+def _recommend_user(run: Path, kind: str, user: str, k: int, *, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    recommender: Any
+    if kind == "trawl":
+        from knowrec.trawl.recommend import TrawlRecommender
+
+        recommender = TrawlRecommender(run)
+    else:
+        from knowrec.hknr.recommend import HknrRecommender
+
+        recommender = HknrRecommender(run)
+    recs = [{"#": i, **asdict(r)} for i, r in enumerate(recommender.recommend(user, k), 1)]
+    if as_json:
+        print(json.dumps({"user_id": user, "items": recs}, indent=2, ensure_ascii=False))
+        return
+    for row in recs:  # a table cell, not the whole text
+        if isinstance(row.get("knowledge"), str) and len(row["knowledge"]) > 120:
+            row["knowledge"] = row["knowledge"][:119] + "…"
+        if isinstance(row.get("entities"), list):
+            row["entities"] = ", ".join(row["entities"][:3])
+    print_rows(console, f"top {k} for user {user} ({kind}: {run})", recs)
 
 
 @app.command("serve")

@@ -175,3 +175,23 @@ class Run:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
         os.replace(tmp, path)
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The ``manifest.json`` of a run directory; a clear error when there is none."""
+    from knowrec.errors import DataFormatError
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise ConfigError(f"run directory {d} does not exist")
+    if not (d / "manifest.json").is_file():
+        raise ConfigError(f"{d} is not a knowrec run (no manifest.json)")
+    try:
+        return json.loads((d / "manifest.json").read_text())
+    except ValueError as exc:
+        raise DataFormatError(f"not valid JSON: {exc}", path=d / "manifest.json") from None
+
+
+def run_kind(directory: str | Path) -> str:
+    """The pipeline that made a run (``explore``, ``trawl``, ``hknr``), from its manifest."""
+    return str(read_manifest(directory).get("config", {}).get("pipeline"))
