@@ -3,9 +3,12 @@ server in a subprocess, queried over HTTP (knowrec.serve)."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from knowrec.errors import ConfigError
 from knowrec.explore.pipeline import run_explore
+from knowrec.explore.service import ExploreService
 from knowrec.runs import Run
 from knowrec.serve import create_app
 from tests.serving import free_port, running_server
@@ -52,6 +56,17 @@ def error(response: httpx.Response, status: int) -> str:
     assert response.headers["content-type"] == "application/json"
     (message,) = response.json().values()
     return message
+
+
+def raw_get(url: str, path: str) -> tuple[int, Any]:
+    """Status and JSON body of GET ``path`` sent as written (httpx would resolve ``..``)."""
+    connection = http.client.HTTPConnection(httpx.URL(url).host, httpx.URL(url).port)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 @pytest.mark.slow
@@ -162,6 +177,123 @@ def test_docs_are_offline(url: str) -> None:
             assert asset.startswith("/"), asset  # served here, not by a CDN
             assert httpx.get(f"{url}{asset}").status_code == 200, asset
     assert httpx.get(f"{url}/openapi.json").json()["paths"]["/news/recommend"]
+
+
+@pytest.mark.slow
+def test_item_search(url: str, runs: tuple[Path, Path]) -> None:
+    def search(route: str = "/items", **params: object) -> list[str]:
+        answer = httpx.get(f"{url}{route}", params=params).json()
+        return [r["title"] for r in answer["items"]]
+
+    # A word starting with the text, shorter titles first (a tie: by title).
+    assert search(q="ROAD") == [
+        "Echo Road", "Crown Road", "Empire Road", "Citadel Road", "Kingdom Road",
+        "Carousel Road", "Meridian Road", "Meridian Road II",
+    ]  # fmt: skip
+    assert search(q="  meridian   ROAD") == ["Meridian Road", "Meridian Road II"]  # exact first
+    assert search(q="the", limit=3) == ["The Daughter", "The Cathedral", "The Labyrinth"]
+    assert search(q="daughter") == [
+        "The Daughter",
+        "Elena's Daughter",
+        "The Daughter and the Canyon",
+    ]
+    assert search(q="ro", limit=50)[-2:] == ["After the Crown", "Promise of the Orchard"]  # inside
+    with_e = sum("e" in t.casefold() for t in ExploreService.load(runs[0]).titles.values() if t)
+    assert len(search(q="e")) == 10 and len(search(q="E", limit=50)) == with_e > 10
+    assert search(q="no such title") == []
+    named = httpx.get(f"{url}/runs/explore/items", params={"q": "road", "limit": 1}).json()
+    assert named == {"q": "road", "items": [{"item_id": "8", "title": "Echo Road"}]}
+    assert search("/runs/news/items", q="red carpet") == [
+        "Red carpet moment: Ines Northcott speaks out",
+        "Inside Tessa Ravenshurst's red carpet moment",
+    ]  # an HKNR run's articles
+
+    items = f"{url}/items"
+    assert error(httpx.get(items), 422) == "q: Field required"
+    assert error(httpx.get(items, params={"q": ""}), 422).startswith("q: String should have at")
+    assert error(httpx.get(items, params={"q": "x" * 201}), 422).startswith("q: String should")
+    assert error(httpx.get(items, params={"q": "   "}), 422).startswith("q: ")
+    for limit in (0, 51, "all"):
+        assert error(httpx.get(items, params={"q": "a", "limit": limit}), 422).startswith("limit: ")
+
+
+@pytest.mark.slow
+def test_users_and_histories(url: str, runs: tuple[Path, Path]) -> None:
+    from knowrec.hknr.recommend import HknrRecommender
+
+    users = httpx.get(f"{url}/users", params={"limit": 5}).json()["users"]
+    assert len(users) == 5 and set(users[0]) == {"user_id", "clicks"}
+    clicks = [u["clicks"] for u in users]
+    assert clicks == sorted(clicks, reverse=True) and clicks[-1] > 0
+    assert httpx.get(f"{url}/runs/news/users", params={"limit": 5}).json()["users"] == users
+    assert len(httpx.get(f"{url}/users").json()["users"]) == 50
+
+    history = HknrRecommender(runs[1]).proto.history.filter(user_id=USER)
+    answer = httpx.get(f"{url}/runs/news/users/{USER}").json()
+    assert answer["user_id"] == USER and answer["clicks"] == history.height > 1
+    times = [click["time"] for click in answer["history"]]
+    assert times == sorted(times, reverse=True)  # most recent first
+    assert {c["item_id"] for c in answer["history"]} == set(history["item_id"])
+    assert all(set(c) == {"item_id", "title", "time"} and c["title"] for c in answer["history"])
+    assert httpx.get(f"{url}/users/{USER}").json() == answer
+
+    busiest = httpx.get(f"{url}/users/{users[0]['user_id']}").json()
+    assert len(busiest["history"]) == min(busiest["clicks"], 50)
+
+    assert error(httpx.get(f"{url}/users/nobody"), 404) == (
+        "unknown user 'nobody': not in the run's data"
+    )
+    assert error(httpx.get(f"{url}/users/{'u' * 300}"), 422).startswith("user_id: ")
+    assert error(httpx.get(f"{url}/users", params={"limit": 0}), 422).startswith("limit: ")
+    wrong_kind = error(httpx.get(f"{url}/runs/explore/users"), 404)
+    assert "has kind explore, not hknr" in wrong_kind
+
+
+@pytest.mark.slow
+def test_report_files(url: str, runs: tuple[Path, Path]) -> None:
+    report = httpx.get(f"{url}/runs/explore/report").json()
+    assert report["run"] == "explore"
+    files = {f["name"]: f for f in report["files"]}
+    assert list(files) == ["report.html", "results.md", "results.json"]
+    page = httpx.get(f"{url}{files['report.html']['url']}")
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.content == (runs[0] / "report.html").read_bytes()
+    assert len(page.content) == files["report.html"]["bytes"]
+    assert "sandbox" in page.headers["content-security-policy"]
+    assert httpx.get(f"{url}/runs/explore/files/results.md").text.startswith("# Explore")
+
+    # Only the listed names: nothing else of the run, nothing outside it.
+    assert "no file 'manifest.json'" in error(
+        httpx.get(f"{url}/runs/explore/files/manifest.json"), 404
+    )
+    for path in ("..%2Fnews%2Freport.html", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"):
+        assert error(httpx.get(f"{url}/runs/explore/files/{path}"), 404)
+    for path in ("../news/report.html", "../../../../etc/passwd", "./../explore/manifest.json"):
+        assert raw_get(url, f"/runs/explore/files/{path}") == (404, {"error": "Not Found"})
+    status, answer = raw_get(url, "/runs/explore/files/..")
+    assert status == 404 and answer["error"].startswith("no file '..' to show in run 'explore'")
+    (runs[1] / "escape.png").symlink_to(runs[0] / "report.html")
+    try:
+        assert "escape.png" not in str(httpx.get(f"{url}/runs/news/report").json())
+        assert error(httpx.get(f"{url}/runs/news/files/escape.png"), 404)
+    finally:
+        (runs[1] / "escape.png").unlink()
+    assert "unknown run" in error(httpx.get(f"{url}/runs/nope/report"), 404)
+
+
+@pytest.mark.slow
+def test_page_is_served(url: str) -> None:
+    from knowrec.serve import MAX_ID, page
+
+    assert page.MAX_ID == MAX_ID
+    html = httpx.get(f"{url}/")
+    assert html.headers["content-type"] == "text/html; charset=utf-8"
+    assets = re.findall(r'<(?:script|link)[^>]*?(?:src|href)="([^"]+)"', html.text)
+    assert sorted(assets) == ["/page/app.js", "/page/style.css", "data:,"]  # here, no CDN
+    for asset in ("/page/app.js", "/page/style.css"):
+        assert httpx.get(f"{url}{asset}").status_code == 200, asset
+    assert raw_get(url, "/page/../served.py") == (404, {"error": "Not Found"})
+    assert raw_get(url, "/page/%2e%2e/served.py") == (404, {"error": "Not Found"})
 
 
 def test_unservable_runs_fail_at_start(tmp_path: Path) -> None:

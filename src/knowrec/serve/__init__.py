@@ -10,7 +10,8 @@ Further run ``recommend?item=ID`` and ``items/{id}``, an HKNR run ``news/recomme
 The same paths without the ``/runs/{run}`` prefix answer from the first run of the kind.
 ``GET /runs`` lists the runs, ``/health`` says the process is up, ``/ready`` that every
 run is loaded, ``/metrics`` is Prometheus' text format, ``/docs`` the API page (its assets
-served by this server, nothing from a CDN).
+served by this server, nothing from a CDN). ``/`` is a web page over the runs (title
+search, users, recommendations with their reasons, reports: knowrec.serve.page).
 
 Every error is JSON ``{"error": …}``: 404 for unknown runs and ids, 422 for bad parameters
 (naming the parameter), 503 while a run is loading or after it failed to load. ``k`` is
@@ -42,6 +43,7 @@ from starlette.exceptions import HTTPException
 from knowrec.errors import ConfigError, UnknownIdError, shown_id
 from knowrec.explore.service import ExploreService, NoCandidatesError
 from knowrec.serve.metrics import Metrics
+from knowrec.serve.page import add_page
 from knowrec.serve.served import Kind, ServedRun
 
 MAX_ID = 256  # the longest id a request may carry
@@ -207,6 +209,7 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
         """/runs/{run}/news/recommend of the first HKNR run."""
         return await run_news(first("hknr"), user, k)
 
+    add_page(app, lookup, service, first)  # / and the routes it reads: search, users, reports
     return app
 
 
