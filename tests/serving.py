@@ -1,7 +1,9 @@
-"""A real `knowrec serve` (or any HTTP server command) in a subprocess, for the tests."""
+"""A real `knowrec serve` (or any HTTP server command) and a real redis-server in
+subprocesses, for the tests."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -10,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -30,6 +33,21 @@ def running_server(
 ) -> Iterator[str]:
     """Start ``command`` (serving on ``port``), wait until ``ready`` answers 200, yield its
     base URL; stop it afterwards. A server that dies or is never ready fails the test."""
+    with server_process(command, port, cwd=cwd, env=env, ready=ready, timeout=timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def server_process(
+    command: Sequence[str],
+    port: int,
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    ready: str = "/ready",
+    timeout: float = 120.0,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """:func:`running_server` that yields the process too (to signal it)."""
     server = subprocess.Popen(
         list(command),
         cwd=cwd,
@@ -52,7 +70,32 @@ def running_server(
                 assert server.poll() is None, server.stderr.read() if server.stderr else ""
             assert time.monotonic() < deadline, f"server not ready: {answer}"
             time.sleep(0.2)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real ``redis-server`` on a free loopback port (nothing saved to disk): its URL and
+    process; skips the test where Redis is not installed (.ci/run installs it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed (.ci/run installs it)")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    proc = subprocess.Popen([*command, "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from knowrec.errors import ConfigError, DataFormatError
-from knowrec.retrieval.store import Candidate, CandidateStore
+from knowrec.errors import ConfigError, DataFormatError, UnavailableError
+from knowrec.retrieval.store import REDIS_TIMEOUT, Candidate, CandidateStore
+from tests.serving import redis_server
 
 ROWS = {
     "t1": [Candidate("a", 0.9, {"coclick": 12.0, "qprime": 0.7}), Candidate("b", 0.5, {"cf": 0.3})],
@@ -23,27 +23,8 @@ ROWS = {
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed (.ci/run installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    with redis_server(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url
 
 
 def _open(backend: str, tmp_path: Path, redis_url: str | None) -> CandidateStore:
@@ -80,3 +61,18 @@ def test_corrupt_store_and_values(tmp_path: Path) -> None:
         CandidateStore.open(tmp_path / "s", "leveldb")
     with pytest.raises(ConfigError, match="cannot reach Redis"):
         CandidateStore.open("p", "redis", url="redis://127.0.0.1:1/0")
+
+
+def test_redis_that_goes_away_fails_fast(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as (url, redis):
+        store = CandidateStore.open("gone", "redis", url=url)
+        store.put_many(ROWS)
+        os.kill(redis.pid, signal.SIGSTOP)  # stalled: the socket timeout ends the wait
+        t0 = time.monotonic()
+        with pytest.raises(UnavailableError, match=r"Redis at 127\.0\.0\.1:\d+ does not answer"):
+            store.get("t1")
+        assert time.monotonic() - t0 < REDIS_TIMEOUT + 1  # no retries
+        redis.kill()  # gone: refused at once
+        redis.wait(10)
+        with pytest.raises(UnavailableError, match="does not answer"):
+            store.get("t1")

@@ -578,13 +578,22 @@ def serve_run(
     ],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KNOWREC_ADMIN_TOKEN",
+            help="the bearer token of POST /admin/reload (unset: loopback clients only)",
+        ),
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
     """Serve one or more Explore Further and HKNR runs over HTTP.
 
     JSON endpoints: GET /runs; per run /runs/NAME/recommend?item=ID&k=5 and
     /runs/NAME/items/ID (Explore), /runs/NAME/news/recommend?user=ID&k=5 (HKNR), the same
     without /runs/NAME for the first run of the kind; /health, /ready, /metrics
-    (Prometheus); interactive docs at /docs.
+    (Prometheus); interactive docs at /docs. POST /admin/reload and SIGHUP reload the
+    runs from disk without dropping a request.
     """
     import socket
 
@@ -598,7 +607,7 @@ def serve_run(
             raise ConfigError(
                 f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port"
             ) from None
-    serve(run, host=host, port=port)
+    serve(run, host=host, port=port, admin_token=admin_token or None, access_log=access_log)
 
 
 # --------------------------------------------------------------------------- knowrec judge

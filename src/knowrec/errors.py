@@ -46,6 +46,10 @@ class UnknownIdError(KnowrecError):
     """A user or item id that the data set does not contain."""
 
 
+class UnavailableError(KnowrecError):
+    """A server that a run reads from (a Redis candidate store) does not answer: retry later."""
+
+
 class RegistryError(ConfigError):
     """A component name that its registry does not know (or a clash when registering)."""
 

@@ -30,7 +30,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from knowrec.errors import ConfigError
+from knowrec.errors import ConfigError, DataFormatError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +68,19 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def part_files(root: Path, parts: Iterable[str | Path]) -> Iterator[Path]:
+    """The files of ``parts`` (files, or folders walked in order; relative to ``root``); a
+    :class:`DataFormatError` for a part that is not there."""
+    for part in parts:
+        path = root / part
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            yield path
+        else:
+            raise DataFormatError("missing (the run serves from it)", path=path)
 
 
 class Component(BaseModel):
@@ -169,6 +182,13 @@ class Run:
         """Add top-level fields (e.g. ``protocol=...``) to ``manifest.json``."""
         self.manifest.update(fields)
         self._save_manifest()
+
+    def record_files(self, parts: Iterable[str | Path]) -> None:
+        """Add ``files`` to ``manifest.json``: the size of each file of ``parts`` (files or
+        folders in the run directory), the parts a server reads. Its checks then tell a
+        file deleted or cut since before loading it."""
+        files = part_files(self.dir, parts)
+        self.record(files={str(f.relative_to(self.dir)): f.stat().st_size for f in files})
 
     def _save_manifest(self) -> None:
         path = self.dir / "manifest.json"

@@ -254,6 +254,7 @@ def _run_stages(
     recall = path_recall(cfg, serve_lists, sess["test"], cand["full_serve"])
     manifest = serving_manifest(cfg, run, serve_dir, cand_dir, dirs, comb, scores_dir)
     (run.dir / SERVING_FILE).write_text(manifest.model_dump_json(indent=2, by_alias=True))
+    run.record_files(manifest.files())
     shown = examples(run.dir, sess["triggers"]["eval"][:3] or order[:3])
     return report(
         cfg,

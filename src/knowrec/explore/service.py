@@ -43,6 +43,11 @@ def load_vectors(d: Path) -> tuple[list[str], np.ndarray]:
     return [str(i) for i in saved["ids"]], saved["vectors"]
 
 
+def store_file(base: Path, backend: str) -> Path:
+    """The file (``.sqlite``) or folder (``.lmdb``) of a local candidate store."""
+    return base.with_suffix(f".{backend}")
+
+
 def open_store(
     cfg: StoreConfig, base: Path, prefix: str, *, create: bool = False
 ) -> CandidateStore:
@@ -50,7 +55,7 @@ def open_store(
     prefix); a missing file or folder is an error unless ``create``."""
     if cfg.backend == "redis":
         return CandidateStore.open(f"knowrec:{prefix}:{base.name}", "redis", url=cfg.url)
-    path = base.with_suffix(f".{cfg.backend}")
+    path = store_file(base, cfg.backend)
     if not create and not path.exists():
         raise DataFormatError("candidate store missing", path=path)
     if not create and cfg.backend == "sqlite" and not path.is_file():
@@ -155,6 +160,18 @@ class ExploreManifest(BaseModel):
             ) from None
         check_versions(manifest.versions, path)
         return manifest
+
+    def files(self) -> list[Path]:
+        """Every file or folder that serving reads, relative to the run directory (a Redis
+        store is none)."""
+        stores = [
+            store_file(Path(ref.path), ref.backend)
+            for ref in (self.store, self.scores)
+            if ref.backend != "redis"
+        ]
+        parts = [self.features, self.stage1, self.cross_encoder, self.stage2, self.quality_model]
+        folders = [*self.online_paths.values(), *(p for p in parts if p is not None)]
+        return [Path(self.items), Path(self.vectors), *stores, *(Path(p.path) for p in folders)]
 
 
 def load_cascade(run_dir: Path, m: ExploreManifest) -> RankingCascade:

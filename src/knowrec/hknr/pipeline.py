@@ -60,6 +60,7 @@ MODELS = {
     "hknr w/o click prior": {"ranker": {"click_prior": False}},
 }
 METRICS = ("AUC", "MRR", "nDCG@5", "nDCG@10", "HitRate@1")
+LOADED_STAGES = ("data", "protocol", "vectors", "knowledge")  # what a served run reads
 
 
 def load_news(cfg: NewsData) -> Dataset:
@@ -207,7 +208,15 @@ def run_hknr(
                 after=[train_stage("hknr", seed), "recall"],
             )
         )
+    run.record_files(served_parts(run.dir, run.manifest))
     return _report(cfg, run, proto, recall_info, rows, console)
+
+
+def served_parts(run: Path, manifest: dict[str, Any]) -> list[Path]:
+    """What serving the run reads (:class:`~knowrec.hknr.recommend.HknrRecommender`): the
+    folders of the stages :func:`load_stages` reads and the trained HKNR weights."""
+    weights = trained_weights(run, manifest)
+    return [*stage_folders(run, manifest).values(), weights]
 
 
 def trained_weights(
@@ -240,18 +249,18 @@ def _manifest(run: Path) -> dict[str, Any]:
     return json.loads((run / "manifest.json").read_text())
 
 
+def stage_folders(run: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    """The folders of the stages :func:`load_stages` reads."""
+    return {name: run / manifest["stages"][name]["folder"] for name in LOADED_STAGES}
+
+
 def load_stages(out: str | Path) -> dict[str, Any]:
     """A finished (or running) run's cached stages: ``data`` (Dataset), ``protocol``,
     ``vectors`` (ids, matrix) and ``knowledge``."""
     run = Path(out)
-    stages = _manifest(run)["stages"]
-    loaders = {
-        "data": Dataset.load,
-        "protocol": _load_protocol,
-        "vectors": _load_vectors,
-        "knowledge": _load_knowledge,
-    }
-    return {name: load(run / stages[name]["folder"]) for name, load in loaders.items()}
+    folders = stage_folders(run, _manifest(run))
+    loaders = (Dataset.load, _load_protocol, _load_vectors, _load_knowledge)
+    return {name: load(folders[name]) for name, load in zip(LOADED_STAGES, loaders, strict=True)}
 
 
 def build_tensors(

@@ -28,6 +28,8 @@ from knowrec.registry import RANKERS
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("lambdarank", "rank_xendcg", "binary", "regression")
+MODEL_START = b"tree\n"  # how LightGBM's text model begins
+MODEL_TREES_END = "end of trees"
 POINTWISE = ("binary", "regression")  # no groups needed
 
 
@@ -239,7 +241,7 @@ class LGBMRanker:
         src = Path(directory)
         try:
             meta = json.loads((src / "ranker.json").read_text())
-            booster = lgb.Booster(model_file=str(src / "model.txt"))
+            booster = lgb.Booster(model_str=model_text(src / "model.txt"))
         except (OSError, ValueError, lgb.basic.LightGBMError) as exc:
             raise DataFormatError(f"not a saved ranker: {exc}", path=src) from None
         if meta.get("lightgbm") != lgb.__version__:
@@ -252,6 +254,15 @@ class LGBMRanker:
         ranker = cls(params.pop("features"), **params)
         ranker.booster = booster
         return ranker
+
+
+def model_text(path: Path) -> str:
+    """A saved booster's text; a :class:`DataFormatError` when it is cut short before the
+    end of its trees (LightGBM itself crashes the process on some such files)."""
+    text = path.read_text()
+    if MODEL_TREES_END not in text:
+        raise DataFormatError(f"cut short: no '{MODEL_TREES_END}' (a LightGBM model)", path=path)
+    return text
 
 
 def _safe(name: str) -> str:

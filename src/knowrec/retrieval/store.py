@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knowrec.errors import ConfigError, DataFormatError
+from knowrec.errors import ConfigError, DataFormatError, UnavailableError
 
 BACKENDS = ("sqlite", "lmdb", "redis")
+REDIS_TIMEOUT = 0.5  # seconds for Redis to connect or answer before a lookup fails
 
 
 @dataclass(frozen=True)
@@ -151,17 +152,32 @@ class LmdbStore(CandidateStore):
 
 
 class RedisStore(CandidateStore):
+    """Keys ``<prefix>:<trigger>``. A Redis that is down or stalled fails a lookup within
+    ``timeout`` seconds (connecting or answering; the URL's ``?socket_timeout=`` wins),
+    without retries, as an :class:`UnavailableError`: a caller answers at once rather
+    than hang."""
+
     backend = "redis"
 
-    def __init__(self, prefix: str, url: str = "redis://localhost:6379/0") -> None:
+    def __init__(
+        self, prefix: str, url: str = "redis://localhost:6379/0", timeout: float = REDIS_TIMEOUT
+    ) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self.client = redis.Redis.from_url(url)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+        where = self.client.connection_pool.connection_kwargs
+        self.where = f"{where.get('host')}:{where.get('port')}"  # never the URL's password
         self.prefix = prefix.rstrip(":") + ":"
         try:
             self.client.ping()
         except redis.RedisError as exc:
-            raise ConfigError(f"candidate store: cannot reach Redis at {url}: {exc}") from None
+            raise ConfigError(
+                f"candidate store: cannot reach Redis at {self.where}: {exc}"
+            ) from None
 
     def put_many(self, items: Mapping[str, Iterable[Candidate]]) -> None:
         pipe = self.client.pipeline()
@@ -170,7 +186,13 @@ class RedisStore(CandidateStore):
         pipe.execute()
 
     def _get_blob(self, trigger: str) -> bytes | None:
-        return self.client.get(self.prefix + trigger)
+        import redis
+
+        try:
+            return self.client.get(self.prefix + trigger)
+        except redis.RedisError as exc:
+            msg = f"candidate store: Redis at {self.where} does not answer ({exc})"
+            raise UnavailableError(msg) from None
 
     def __len__(self) -> int:
         return sum(1 for _ in self.client.scan_iter(match=self.prefix + "*", count=1000))

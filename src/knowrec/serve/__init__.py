@@ -14,18 +14,22 @@ served by this server, nothing from a CDN). ``/`` is a web page over the runs (t
 search, users, recommendations with their reasons, reports: knowrec.serve.page).
 
 Every error is JSON ``{"error": …}``: 404 for unknown runs and ids, 422 for bad parameters
-(naming the parameter), 503 while a run is loading or after it failed to load. ``k`` is
-1..100, ids at most 256 characters.
+(naming the parameter), 503 while a run is loading, after it failed to load or while its
+Redis candidate store does not answer. ``k`` is 1..100, ids at most 256 characters, a
+request body at most 16 KiB (:mod:`knowrec.serve.limits`).
 
-Runs are checked when the app is created and loaded in a background thread once the server
-has started. Requests are answered one at a time on the event loop (an Explore
-recommendation with stored scores takes about a millisecond; the HKNR networks are torch
-models that must not run concurrently).
+Runs are checked when the app is created (files too: :mod:`knowrec.serve.checks`) and
+loaded in a background thread once the server has started; ``POST /admin/reload`` and
+SIGHUP load them again aside and swap them in (:mod:`knowrec.serve.admin`,
+:class:`~knowrec.serve.served.Runs`). Requests are answered one at a time on the event loop
+(an Explore recommendation with stored scores takes about a millisecond; the HKNR networks
+are torch models that must not run concurrently).
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -34,64 +38,78 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from knowrec.errors import ConfigError, UnknownIdError, shown_id
+from knowrec.errors import ConfigError, UnavailableError, UnknownIdError, shown_id
 from knowrec.explore.service import ExploreService, NoCandidatesError
+from knowrec.serve.admin import admin_routes, reload_on_hangup
+from knowrec.serve.limits import (
+    MAX_FIELD,
+    MAX_PROBLEMS,
+    BodyLimit,
+    ItemId,
+    K,
+    RunName,
+    Trigger,
+    User,
+)
 from knowrec.serve.metrics import Metrics
 from knowrec.serve.page import add_page
-from knowrec.serve.served import Kind, ServedRun
+from knowrec.serve.served import Kind, Runs, ServedRun
 
-MAX_ID = 256  # the longest id a request may carry
-
-RunName = Annotated[str, PathParam(max_length=MAX_ID, description="a run's name (GET /runs)")]
-ItemId = Annotated[str, PathParam(max_length=MAX_ID, description="an item id")]
-Trigger = Annotated[str, Query(max_length=MAX_ID, description="the trigger item id")]
-User = Annotated[str, Query(max_length=MAX_ID, description="the user id")]
-K = Annotated[int, Query(ge=1, le=100, description="how many")]
 OnlineScoring = Annotated[bool, Query(description="every ranking stage now")]
 
 
-def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) -> FastAPI:
-    """The API of one or more finished runs. Each is checked now (a missing, unfinished or
-    TRAWL run is a :class:`ConfigError`) and loaded in the background once the server has
-    started (``warm``: an Explore run's online ranking stages too)."""
-    paths = [runs] if isinstance(runs, str | Path) else list(runs)
-    if not paths:
-        raise ConfigError("no run to serve: give one or more run directories")
-    served = [ServedRun.check(p) for p in paths]
-    by_name: dict[str, ServedRun] = {}
-    for run in served:
-        if run.name in by_name:
-            raise ConfigError(
-                f"two runs named {run.name!r} ({by_name[run.name].path}, {run.path}): a run "
-                "is named by its directory, so rename one"
-            )
-        by_name[run.name] = run
+class Error(BaseModel):
+    """Every error answer."""
+
+    error: str  # what is wrong, naming the parameter
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": Error, "description": "a bad request, naming the parameter"},
+    503: {"model": Error, "description": "the run is loading or failed, or Redis is down"},
+}
+PROMETHEUS_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def field(loc: Sequence[int | str]) -> str:
+    """The parameter a validation error is about: the last name in its location (``body``
+    for a body that is not JSON), cut to ``MAX_FIELD`` characters (an unknown key of a JSON
+    body is the client's own)."""
+    return next((str(x)[:MAX_FIELD] for x in reversed(loc) if isinstance(x, str)), "body")
+
+
+def create_app(
+    runs: str | Path | Sequence[str | Path], *, warm: bool = True, admin_token: str | None = None
+) -> FastAPI:
+    """The API of one or more finished runs. Each is checked now (a missing, unfinished,
+    damaged or TRAWL run is a :class:`ConfigError` or
+    :class:`~knowrec.errors.DataFormatError`) and loaded in the background once the server
+    has started (``warm``: an Explore run's online ranking stages too). ``admin_token``
+    guards ``/admin/reload`` (None: loopback clients only)."""
+    served = Runs([runs] if isinstance(runs, str | Path) else list(runs), warm=warm)
     metrics = Metrics(served)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        def load() -> None:
-            for run in served:
-                run.load(warm=warm)
+        loading = asyncio.create_task(served.load())
+        with reload_on_hangup(served):
+            yield
+        loading.cancel()
+        served.close()
 
-        threading.Thread(target=load, name="knowrec-load", daemon=True).start()
-        yield
-        for run in served:
-            run.close()
-
-    app = FastAPIOffline(title="knowrec", lifespan=lifespan, static_url="/static")
-    app.middleware("http")(metrics.middleware)
+    app = FastAPIOffline(title="knowrec", lifespan=lifespan, static_url="/static", responses=ERRORS)
+    app.add_middleware(BodyLimit)
+    app.middleware("http")(metrics.middleware)  # outermost: it counts the refused bodies too
+    app.include_router(admin_routes(served, admin_token))
 
     def lookup(name: str) -> ServedRun:
-        if name not in by_name:
-            raise HTTPException(404, f"unknown run {shown_id(name)}: serving {', '.join(by_name)}")
-        return by_name[name]
+        return served[name]
 
     def service(name: str, kind: Kind) -> Any:
         """The loaded service of run ``name``, which must be of ``kind``."""
@@ -106,10 +124,11 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
 
     def first(kind: Kind) -> str:
         """The name of the first run of ``kind``: the one the short routes answer from."""
-        for run in served:
-            if run.kind == kind:
-                return run.name
-        raise HTTPException(404, f"no {kind} run is served (runs: {', '.join(by_name)})")
+        run = served.first(kind)
+        if run is None:
+            names = ", ".join(r.name for r in served)
+            raise HTTPException(404, f"no {kind} run is served (runs: {names})")
+        return run.name
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -117,8 +136,10 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"error": "; ".join(problems)}, 422)
+        problems = [f"{field(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        more = len(problems) - MAX_PROBLEMS
+        shown = problems[:MAX_PROBLEMS] + ([f"{more} more"] if more > 0 else [])
+        return JSONResponse({"error": "; ".join(shown)}, 422)
 
     @app.exception_handler(UnknownIdError)
     @app.exception_handler(NoCandidatesError)
@@ -128,6 +149,10 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
     @app.exception_handler(ConfigError)
     async def bad_request(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, 422)
+
+    @app.exception_handler(UnavailableError)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, 503, headers={"Retry-After": "5"})
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -143,7 +168,7 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
             return JSONResponse({"error": f"not ready: {', '.join(waiting)}", "runs": states}, 503)
         return JSONResponse({"status": "ready", "runs": states})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: PROMETHEUS_TEXT})
     async def prometheus() -> Response:
         """Request counts and latencies per route and status, and one info per run, in
         Prometheus' text format."""
@@ -151,7 +176,8 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
 
     @app.get("/runs")
     async def list_runs() -> dict[str, list[dict[str, Any]]]:
-        """Every served run: name, kind, path, state, versions and served components."""
+        """Every served run: name, kind, path, version, state, the libraries it was written
+        with and its served components."""
         return {"runs": [run.info() for run in served]}
 
     @app.get("/runs/{run}")
@@ -214,9 +240,16 @@ def create_app(runs: str | Path | Sequence[str | Path], *, warm: bool = True) ->
 
 
 def serve(
-    runs: str | Path | Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
+    runs: str | Path | Sequence[str | Path],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    admin_token: str | None = None,
+    access_log: bool = True,
 ) -> None:
-    """Serve the runs until interrupted."""
+    """Serve the runs until interrupted (loads and reloads are logged)."""
     import uvicorn
 
-    uvicorn.run(create_app(runs), host=host, port=port, log_level="info")
+    app = create_app(runs, admin_token=admin_token)
+    logging.getLogger("knowrec.serve").setLevel(logging.INFO)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)

@@ -1,10 +1,10 @@
 """Prometheus metrics of a server (``GET /metrics``): requests and their latency per route
-template and status code, and one info metric per served run."""
+template and status code, and one info metric per served run (its version too)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
 from prometheus_client import (
@@ -17,7 +17,7 @@ from prometheus_client import (
 )
 
 from knowrec import __version__
-from knowrec.serve.served import ServedRun
+from knowrec.serve.served import Runs
 
 UNMATCHED = "<unmatched>"  # the route label of a URL that no route answers
 
@@ -26,7 +26,7 @@ class Metrics:
     """The metrics of one app, in a registry of its own (two apps in one process do not
     share counters)."""
 
-    def __init__(self, runs: Sequence[ServedRun]) -> None:
+    def __init__(self, runs: Runs) -> None:
         self.registry = CollectorRegistry()
         labels = ("method", "route", "status")
         self.requests = Counter(
@@ -38,12 +38,8 @@ class Metrics:
             labels,
             registry=self.registry,
         )
-        info = Info("knowrec_run", "A served run", ["run"], registry=self.registry)
-        for run in runs:
-            written = run.manifest.get("versions", {}).get("knowrec", "")
-            info.labels(run=run.name).info(
-                {"kind": run.kind, "knowrec_version": __version__, "written_with": written}
-            )
+        self.runs = runs
+        self.info = Info("knowrec_run", "A served run", ["run"], registry=self.registry)
 
     async def middleware(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -63,5 +59,11 @@ class Metrics:
             self.latency.labels(*labels).observe(time.perf_counter() - t0)
 
     def exposition(self) -> Response:
-        """The Prometheus text format of every metric."""
+        """The Prometheus text format of every metric; the run infos are those of the runs
+        served now (a reload swaps in a new version)."""
+        for run in self.runs:
+            written = run.manifest.get("versions", {}).get("knowrec", "")
+            about = {"kind": run.kind, "version": run.version, "path": str(run.path)}
+            about |= {"knowrec_version": __version__, "written_with": written}
+            self.info.labels(run=run.name).info(about)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

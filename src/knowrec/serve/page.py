@@ -27,12 +27,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from knowrec.errors import UnknownIdError, shown_id
+from knowrec.serve.limits import MAX_ID, RunName, UserId
 
 if TYPE_CHECKING:
     from knowrec.serve.served import Kind, ServedRun
 
 STATIC = Path(__file__).with_name("static")
-MAX_ID = 256  # as knowrec.serve.MAX_ID (not imported: that module imports this one)
 MAX_HISTORY = 50  # the most recent clicks /users/{id} shows
 REPORT_FILES = ("report.html", "results.md", "results.json")  # servable beside the plots
 PLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.png")  # a plot at the run's top level
@@ -45,8 +45,6 @@ MEDIA = {
 # A report is self-contained (inline style, PNGs as data: URLs): it may run nothing.
 REPORT_CSP = "default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'; sandbox"
 
-RunName = Annotated[str, PathParam(max_length=MAX_ID, description="a run's name (GET /runs)")]
-UserId = Annotated[str, PathParam(max_length=MAX_ID, description="a user id")]
 FileName = Annotated[str, PathParam(max_length=MAX_ID, description="a file of GET …/report")]
 Text = Annotated[str, Query(min_length=1, max_length=200, description="part of a title")]
 Limit = Annotated[int, Query(ge=1, le=50, description="how many")]
