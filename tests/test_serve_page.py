@@ -23,7 +23,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.test_explore_pipeline import ROOT
-from tests.test_serve import runs, url  # noqa: F401 (the module fixtures: two served runs)
+from tests.test_serve import runs, server, url  # noqa: F401 (module fixtures: the served runs)
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
