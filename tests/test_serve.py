@@ -37,15 +37,17 @@ from knowrec.explore.config import StoreConfig
 from knowrec.explore.pipeline import run_explore
 from knowrec.explore.service import ExploreService
 from knowrec.runs import Run
-from knowrec.serve import create_app
+from knowrec.serve import ScoreRequest, create_app
 from knowrec.serve.admin import loopback
 from knowrec.serve.limits import MAX_BODY, MAX_FIELD, MAX_PROBLEMS
 from tests.serving import free_port, redis_server, running_server, server_process
 from tests.test_explore_pipeline import KNOWREC, ROOT, knowrec, one_line_error, tiny_config
 from tests.test_hknr import TINY_RUN
+from tests.test_trawl_recommend import tiny_trawl_run
 
 HKNR_TINY = [*TINY_RUN, "ablations=false", "baselines=[]"]
 USER = "U83"  # a reader of the tiny news world, with a history
+TRAWL_USER = "17"  # a user of the tiny movie world
 NEWS_FIELDS = {
     "rank", "item_id", "title", "score", "found_by", "topic", "entities", "knowledge_share",
 }  # fmt: skip
@@ -55,22 +57,22 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny Explore Further run and a tiny HKNR run (about 15 s each here)."""
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A tiny Explore Further run, a tiny HKNR run and a tiny TRAWL run (about 15 s each
+    here)."""
     from knowrec.hknr.pipeline import run_hknr
 
     base = tmp_path_factory.mktemp("serve")
     run_explore(tiny_config(), base / "explore")
     run_hknr(ROOT / "configs" / "hknr_synthetic.toml", base / "news", overrides=HKNR_TINY)
-    return base / "explore", base / "news"
+    return base / "explore", base / "news", tiny_trawl_run(base / "trawl")
 
 
 @pytest.fixture(scope="module")
-def server(runs: tuple[Path, Path]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Both runs served by a real server with an admin token: its URL and process."""
-    explore, news = runs
+def server(runs: tuple[Path, Path, Path]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """The runs served by a real server with an admin token: its URL and process."""
     port = free_port()
-    serve = [*KNOWREC, "serve", "--run", explore, "--run", news, "--port", str(port)]
+    serve = [*KNOWREC, "serve", *(a for run in runs for a in ("--run", run)), "--port", str(port)]
     env = {**os.environ, "KNOWREC_ADMIN_TOKEN": TOKEN}
     with server_process(list(map(str, serve)), port, cwd=ROOT, env=env) as served:
         yield served
@@ -102,17 +104,19 @@ def raw_get(url: str, path: str) -> tuple[int, Any]:
 
 
 @pytest.mark.slow
-def test_runs_side_by_side(url: str, runs: tuple[Path, Path]) -> None:
+def test_runs_side_by_side(url: str, runs: tuple[Path, Path, Path]) -> None:
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{url}/ready")
     assert ready.status_code == 200
-    assert ready.json()["runs"] == {"explore": "ready", "news": "ready"}
+    assert ready.json()["runs"] == {"explore": "ready", "news": "ready", "trawl": "ready"}
     listed = httpx.get(f"{url}/runs").json()["runs"]
     assert [(r["name"], r["kind"], r["path"]) for r in listed] == [
         ("explore", "explore", str(runs[0])),
         ("news", "hknr", str(runs[1])),
+        ("trawl", "trawl", str(runs[2])),
     ]
-    explore, news = listed
+    explore, news, trawl = listed
+    assert trawl["components"]["model"] == "raw din seed 0"
     assert explore["components"]["stage1"] == "knowrec.ranking.lgbm:LGBMRanker"
     assert news["components"]["weights"].endswith("/model.pt")
     assert all(r["versions"]["knowrec"] and r["state"] == "ready" for r in listed)
@@ -128,7 +132,7 @@ def test_runs_side_by_side(url: str, runs: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_news_recommend(url: str, runs: tuple[Path, Path]) -> None:
+def test_news_recommend(url: str, runs: tuple[Path, Path, Path]) -> None:
     from knowrec.hknr.recommend import POPULAR, HknrRecommender
 
     expected = HknrRecommender(runs[1]).recommend(USER, 4)
@@ -146,6 +150,35 @@ def test_news_recommend(url: str, runs: tuple[Path, Path]) -> None:
     named = httpx.get(f"{url}/runs/news/news/recommend", params={"user": USER, "k": 4}).json()
     assert [r["item_id"] for r in named["items"]] == [r["item_id"] for r in items]
     assert len(httpx.get(f"{url}/news/recommend", params={"user": USER}).json()["items"]) == 5
+
+
+@pytest.mark.slow
+def test_trawl_recommend_and_score(url: str, runs: tuple[Path, Path, Path]) -> None:
+    from knowrec.trawl.recommend import TrawlRecommender
+
+    expected = TrawlRecommender(runs[2]).recommend(TRAWL_USER, 4)
+    answer = httpx.get(f"{url}/ctr/recommend", params={"user": TRAWL_USER, "k": 4}).json()
+    assert answer["model"] == "raw din seed 0" and answer["cold"] is False
+    items = answer["items"]
+    assert [r["item_id"] for r in items] == [r.item_id for r in expected]
+    assert [r["rank"] for r in items] == [1, 2, 3, 4]
+    assert all(r["found_by"].startswith("like: ") and r["knowledge"] for r in items)
+    named = httpx.get(f"{url}/runs/trawl/ctr/recommend", params={"user": TRAWL_USER, "k": 4})
+    assert [r["item_id"] for r in named.json()["items"]] == [r["item_id"] for r in items]
+
+    # scores of any items, in the order asked: the recommendation's for the same items
+    ids = [r["item_id"] for r in reversed(items)]
+    scored = httpx.post(f"{url}/ctr/score", json={"user": TRAWL_USER, "items": ids}).json()
+    assert [s["item_id"] for s in scored["scores"]] == ids
+    want = [r.score for r in reversed(expected)]
+    assert [s["score"] for s in scored["scores"]] == pytest.approx(want)
+    unknown = httpx.post(f"{url}/ctr/score", json={"user": TRAWL_USER, "items": ["1", "x" * 99]})
+    assert error(unknown, 404) == f"1 unknown item ids: '{'x' * 64}…'"
+    too_many = httpx.post(f"{url}/ctr/score", json={"user": TRAWL_USER, "items": ["1"] * 501})
+    assert error(too_many, 422).startswith("items: List should have at most 500 items")
+    user = httpx.get(f"{url}/runs/trawl/users/{TRAWL_USER}").json()
+    assert user["history"] and all("rating" in h for h in user["history"])
+    assert "unknown user" in error(httpx.get(f"{url}/ctr/recommend", params={"user": "U1"}), 404)
 
 
 @pytest.mark.slow
@@ -196,7 +229,8 @@ def test_metrics(url: str) -> None:
     info = {
         dict(labels)["run"]: dict(labels) for name, labels in samples if name == "knowrec_run_info"
     }
-    assert {run: i["kind"] for run, i in info.items()} == {"explore": "explore", "news": "hknr"}
+    kinds = {run: i["kind"] for run, i in info.items()}
+    assert kinds == {"explore": "explore", "news": "hknr", "trawl": "trawl"}
     runs = httpx.get(f"{url}/runs").json()["runs"]
     assert {r["name"]: r["version"] for r in runs} == {r: i["version"] for r, i in info.items()}
     assert all(i["knowrec_version"] for i in info.values())
@@ -215,7 +249,7 @@ def test_docs_are_offline(url: str) -> None:
 
 
 @pytest.mark.slow
-def test_item_search(url: str, runs: tuple[Path, Path]) -> None:
+def test_item_search(url: str, runs: tuple[Path, Path, Path]) -> None:
     def search(route: str = "/items", **params: object) -> list[str]:
         answer = httpx.get(f"{url}{route}", params=params).json()
         return [r["title"] for r in answer["items"]]
@@ -253,7 +287,7 @@ def test_item_search(url: str, runs: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_users_and_histories(url: str, runs: tuple[Path, Path]) -> None:
+def test_users_and_histories(url: str, runs: tuple[Path, Path, Path]) -> None:
     from knowrec.hknr.recommend import HknrRecommender
 
     users = httpx.get(f"{url}/users", params={"limit": 5}).json()["users"]
@@ -281,11 +315,11 @@ def test_users_and_histories(url: str, runs: tuple[Path, Path]) -> None:
     assert error(httpx.get(f"{url}/users/{'u' * 300}"), 422).startswith("user_id: ")
     assert error(httpx.get(f"{url}/users", params={"limit": 0}), 422).startswith("limit: ")
     wrong_kind = error(httpx.get(f"{url}/runs/explore/users"), 404)
-    assert "has kind explore, not hknr" in wrong_kind
+    assert "has kind explore: no users" in wrong_kind
 
 
 @pytest.mark.slow
-def test_report_files(url: str, runs: tuple[Path, Path]) -> None:
+def test_report_files(url: str, runs: tuple[Path, Path, Path]) -> None:
     report = httpx.get(f"{url}/runs/explore/report").json()
     assert report["run"] == "explore"
     files = {f["name"]: f for f in report["files"]}
@@ -329,9 +363,12 @@ def test_page_is_served(url: str) -> None:
 
 
 def test_unservable_runs_fail_at_start(tmp_path: Path) -> None:
-    Run(tmp_path / "trawl", {"pipeline": "trawl", "name": "t"})
-    with pytest.raises(ConfigError, match="is a trawl run: knowrec serve answers from explore"):
+    Run(tmp_path / "trawl", {"pipeline": "trawl", "name": "t"})  # started, not finished
+    with pytest.raises(ConfigError, match="the TRAWL run has not finished"):
         create_app([tmp_path / "trawl"])
+    Run(tmp_path / "other", {"pipeline": "other", "name": "o"})
+    with pytest.raises(ConfigError, match="is a other run: knowrec serve answers from explore"):
+        create_app([tmp_path / "other"])
     with pytest.raises(ConfigError, match="does not exist"):
         create_app([tmp_path / "nope"])
     (tmp_path / "empty").mkdir()
@@ -345,11 +382,11 @@ def test_unservable_runs_fail_at_start(tmp_path: Path) -> None:
         create_app(tmp_path / "news")
     with pytest.raises(ConfigError, match="no run to serve"):
         create_app([])
-    one_line_error(knowrec("serve", "--run", tmp_path / "trawl"), "is a trawl run")
+    one_line_error(knowrec("serve", "--run", tmp_path / "trawl"), "has not finished")
 
 
 @pytest.mark.slow
-def test_two_runs_of_one_name(runs: tuple[Path, Path]) -> None:
+def test_two_runs_of_one_name(runs: tuple[Path, Path, Path]) -> None:
     with pytest.raises(ConfigError, match="two runs named 'explore'"):
         create_app([runs[0], runs[0]])
 
@@ -396,7 +433,7 @@ def run_infos(url: str) -> dict[str, dict[str, str]]:
 
 @pytest.mark.slow
 def test_reload_under_traffic(
-    server: tuple[str, subprocess.Popen[str]], runs: tuple[Path, Path], tmp_path: Path
+    server: tuple[str, subprocess.Popen[str]], runs: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     """Reloads, refused reloads and SIGHUP while a steady stream of requests (bounded)
     goes on: not one request fails; a damaged run never replaces a served one."""
@@ -426,6 +463,7 @@ def test_reload_under_traffic(
             assert [(r["run"], r["reloaded"]) for r in answer.json()["runs"]] == [
                 ("explore", True),
                 ("news", True),
+                ("trawl", True),
             ]
         now = served(url)
         assert all(now[n]["loaded"] > first[n]["loaded"] for n in now)
@@ -480,7 +518,7 @@ def test_admin_needs_the_token(url: str) -> None:
 
 
 @pytest.mark.slow
-def test_admin_answers_loopback_only(runs: tuple[Path, Path]) -> None:
+def test_admin_answers_loopback_only(runs: tuple[Path, Path, Path]) -> None:
     """Without a token, the admin routes answer loopback clients (in process here)."""
     app = create_app(list(runs))
     with TestClient(app, client=("127.0.0.1", 50000)) as local:
@@ -520,6 +558,8 @@ DAMAGES = [
     ("news", "train-hknr-s0-*/model.pt", "delete", "no trained 'hknr' for seed 0"),
     ("news", "protocol-*/history.parquet", "truncate", "history.parquet: damaged"),
     ("news", "knowledge-*/knowledge.json", "delete", "knowledge.json: missing"),
+    ("trawl", "train-raw-din-full-s0-*/model/weights.pt", "truncate", "weights.pt: damaged"),
+    ("trawl", "results.json", "delete", "has not finished (no results.json)"),
 ]
 
 
@@ -530,7 +570,7 @@ DAMAGES = [
     [(*d, r) for d in DAMAGES for r in (True, False) if r or not d[1].startswith("knowledge")],
 )
 def test_damaged_runs_fail_at_start(
-    runs: tuple[Path, Path],
+    runs: tuple[Path, Path, Path],
     tmp_path: Path,
     kind: str,
     part: str,
@@ -541,7 +581,7 @@ def test_damaged_runs_fail_at_start(
     """A file the run serves from deleted, cut short or garbled: the server does not
     start. The file sizes the run recorded tell any deleted or cut file; without them (a
     run written before) each file is checked by its format."""
-    run = copy_run(runs[kind == "news"], tmp_path)
+    run = copy_run(runs[("explore", "news", "trawl").index(kind)], tmp_path)
     if not recorded:
         manifest = json.loads((run / "manifest.json").read_text())
         del manifest["files"]
@@ -552,14 +592,14 @@ def test_damaged_runs_fail_at_start(
 
 
 @pytest.mark.slow
-def test_damaged_run_is_one_line(runs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_damaged_run_is_one_line(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     run = copy_run(runs[1], tmp_path)
     damage(run, "train-hknr-s0-*/model.pt", "truncate")
     one_line_error(knowrec("serve", "--run", run), "model.pt: damaged (cut short: ")
 
 
 @pytest.mark.slow
-def test_damage_the_load_finds(runs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_damage_the_load_finds(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """A garbled FAISS index passes the checks; the load fails and says why."""
     run = copy_run(runs[0], tmp_path)
     damage(run, "recall-serve-*/paths/semantic/index/index.faiss", "garble")
@@ -574,7 +614,7 @@ def test_damage_the_load_finds(runs: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_redis_store_that_goes_away(runs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_redis_store_that_goes_away(runs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """An Explore run whose candidates live in Redis: Redis killed mid-traffic, every
     answer after is a prompt 503 saying so (never a hang), the rest of the API answers."""
     with redis_server(tmp_path) as (redis_url, redis):
@@ -627,7 +667,7 @@ def test_bounds(url: str) -> None:
     assert error(chunked, 411) == "send the request body with a Content-Length"
     unknown = {f"{i}{'k' * 1000}": i for i in range(10)}  # ten unknown keys, each echoed cut
     message = error(httpx.post(post, headers=ADMIN, json=unknown), 422)
-    assert message.count("Extra inputs are not permitted") == MAX_PROBLEMS
+    assert message.count("body: unknown key") == MAX_PROBLEMS
     assert message.endswith("; 5 more") and "k" * MAX_FIELD not in message
     not_json = httpx.post(post, headers={**ADMIN, "Content-Type": "application/json"}, content="{")
     assert error(not_json, 422) == "body: JSON decode error"
@@ -667,13 +707,14 @@ def fuzz(operation: schemathesis.APIOperation) -> None:
     """``FUZZ_EXAMPLES`` requests to one route: anything the schema allows, anything it
     does not, and (to reach the answers past the ids) the schema's with ids the runs know."""
     where = {p.name: p.location for p in operation.iter_parameters()}
-    known = {"item": "7", "item_id": "7", "user": USER}
-    known["run"] = "news" if "/news/" in operation.path else "explore"
+    trawl = "/ctr/" in operation.path
+    known = {"item": "7", "item_id": "7", "user": TRAWL_USER if trawl else USER}
+    known["run"] = "news" if "/news/" in operation.path else "trawl" if trawl else "explore"
     path = {name: v for name, v in known.items() if where.get(name) == "path"}
     query = {name: v for name, v in known.items() if where.get(name) == "query"}
     cases = [operation.as_strategy(mode) for mode in GenerationMode]
     cases.append(operation.as_strategy(path_parameters=path or None, query=query or None))
-    fields = [*where, "run", "path", "body"]
+    fields = [*where, "run", "path", "body", *ScoreRequest.model_fields]
 
     @given(case=st.one_of(cases))
     @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

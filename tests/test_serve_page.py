@@ -111,7 +111,8 @@ def test_page_clicks_through(url: str, browser: WebDriver) -> None:  # noqa: F81
     assert all(path in why for path in expected["items"][0]["paths"])
     shot("02-recommendations")
 
-    # Pick a user: their history and HKNR's news beside it (no TRAWL run: no column).
+    # Pick a user: their history and HKNR's news beside it (the TRAWL run's movie users are
+    # others: its column says so).
     user = httpx.get(f"{url}/runs/news/users", params={"limit": 1}).json()["users"][0]["user_id"]
     history = httpx.get(f"{url}/runs/news/users/{user}").json()["history"]
     news = httpx.get(f"{url}/runs/news/news/recommend", params={"user": user, "k": 5}).json()
@@ -123,18 +124,33 @@ def test_page_clicks_through(url: str, browser: WebDriver) -> None:  # noqa: F81
     cards = until(browser, shown("#hknr-recs .rec", 5))
     assert titles(cards) == [item["title"] for item in news["items"]]
     assert "knowledge share" in cards[0].text and news["items"][0]["found_by"] in cards[0].text
-    assert not browser.find_element(By.ID, "trawl-column").is_displayed()
+    until(browser, lambda d: "not a user of run trawl" in d.find_element(By.ID, "trawl-meta").text)
     shot("03-user")
+
+    # A TRAWL user: their ratings, and TRAWL's recommendations with the items' knowledge.
+    Select(browser.find_element(By.ID, "user-run")).select_by_value("trawl")
+    user = httpx.get(f"{url}/runs/trawl/users", params={"limit": 1}).json()["users"][0]["user_id"]
+    history = httpx.get(f"{url}/runs/trawl/users/{user}").json()["history"]
+    movies = httpx.get(f"{url}/runs/trawl/ctr/recommend", params={"user": user, "k": 5}).json()
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"#user-select [value='{user}']"))
+    Select(browser.find_element(By.ID, "user-select")).select_by_value(user)
+    rated = until(browser, shown("#history li", len(history)))
+    assert titles(rated) == [h["title"] for h in history] and "★" in rated[0].text
+    cards = until(browser, shown("#trawl-recs .rec", 5))
+    assert titles(cards) == [item["title"] for item in movies["items"]]
+    assert movies["items"][0]["found_by"] in cards[0].text and "knowledge" in cards[0].text
+    until(browser, lambda d: "not a user of run news" in d.find_element(By.ID, "hknr-meta").text)
+    shot("04-trawl-user")
 
     # An unknown user: the API's error is on the page.
     field = browser.find_element(By.ID, "user-input")
     field.clear()
     field.send_keys("nobody")
     browser.find_element(By.CSS_SELECTOR, "#user-form button").click()
-    alert = until(browser, visible("hknr-error"))
+    alert = until(browser, visible("history-error"))
     assert alert.text == "404: unknown user 'nobody': not in the run's data"
-    assert not browser.find_elements(By.CSS_SELECTOR, "#hknr-recs .rec")
-    shot("04-unknown-user")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#trawl-recs .rec")
+    shot("05-unknown-user")
 
     # A run's report: its report.html in a frame, its files linked.
     browser.find_element(By.ID, "tab-report").click()
@@ -146,7 +162,7 @@ def test_page_clicks_through(url: str, browser: WebDriver) -> None:  # noqa: F81
     browser.switch_to.frame(frame)
     assert until(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text)
     browser.switch_to.default_content()
-    shot("05-report")
+    shot("06-report")
 
     # No script error on the way (the unknown user's 404 is a logged failed load, not one).
     errors = [

@@ -489,10 +489,10 @@ def recommend(
         bool, typer.Option(help="run every ranking stage now instead of the stored scores")
     ] = False,
 ) -> None:
-    """Recommend from a finished run: items like a trigger item (Explore Further, --item)
-    or items for a user (TRAWL and HKNR, --user).
+    """Recommend from a run: like an item (--item) or for a user (--user).
 
-    As served: candidate-store lookup, online recall paths and ranking for Explore Further;
+    Items like a trigger item from an Explore Further run; items for a user from a TRAWL
+    or HKNR run. As served: candidate-store lookup, online recall paths and ranking for Explore Further;
     adapted-vector recall and the CTR model for TRAWL; semantic recall, the graph user
     encoder and the knowledge ranker for HKNR. Prints the top k with scores and reasons.
     """
@@ -574,7 +574,7 @@ def _recommend_user(run: Path, kind: str, user: str, k: int, *, as_json: bool) -
 def serve_run(
     run: Annotated[
         list[Path],
-        typer.Option("--run", help="a finished Explore Further or HKNR run (repeatable)"),
+        typer.Option("--run", help="a finished Explore Further, HKNR or TRAWL run (repeatable)"),
     ],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
@@ -587,13 +587,14 @@ def serve_run(
     ] = None,
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
-    """Serve one or more Explore Further and HKNR runs over HTTP.
+    """Serve one or more Explore Further, HKNR and TRAWL runs over HTTP, with a web page.
 
     JSON endpoints: GET /runs; per run /runs/NAME/recommend?item=ID&k=5 and
-    /runs/NAME/items/ID (Explore), /runs/NAME/news/recommend?user=ID&k=5 (HKNR), the same
+    /runs/NAME/items/ID (Explore), /runs/NAME/news/recommend?user=ID&k=5 (HKNR),
+    /runs/NAME/ctr/recommend?user=ID&k=5 and POST /runs/NAME/ctr/score (TRAWL), the same
     without /runs/NAME for the first run of the kind; /health, /ready, /metrics
-    (Prometheus); interactive docs at /docs. POST /admin/reload and SIGHUP reload the
-    runs from disk without dropping a request.
+    (Prometheus); the page at /, interactive docs at /docs. POST /admin/reload and SIGHUP
+    reload the runs from disk without dropping a request.
     """
     import socket
 

@@ -207,11 +207,14 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if not (d / "manifest.json").is_file():
         raise ConfigError(f"{d} is not a knowrec run (no manifest.json)")
     try:
-        return json.loads((d / "manifest.json").read_text())
+        manifest = json.loads((d / "manifest.json").read_text())
     except ValueError as exc:
         raise DataFormatError(f"not valid JSON: {exc}", path=d / "manifest.json") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        raise DataFormatError("not a run manifest (no config)", path=d / "manifest.json")
+    return manifest
 
 
 def run_kind(directory: str | Path) -> str:
     """The pipeline that made a run (``explore``, ``trawl``, ``hknr``), from its manifest."""
-    return str(read_manifest(directory).get("config", {}).get("pipeline"))
+    return str(read_manifest(directory)["config"].get("pipeline"))

@@ -1,12 +1,15 @@
 """An HTTP API over finished runs (FastAPI + uvicorn; docs/serving.md)::
 
-    knowrec serve --run runs/explore_synthetic --run runs/hknr_synthetic --port 8000
+    knowrec serve --run runs/explore_synthetic --run runs/hknr_synthetic \
+        --run runs/trawl_synthetic --port 8000
     curl 'localhost:8000/recommend?item=12&k=5'               # the first Explore run
     curl 'localhost:8000/news/recommend?user=U12&k=5'         # the first HKNR run
     curl 'localhost:8000/runs/hknr_synthetic/news/recommend?user=U12'
+    curl 'localhost:8000/ctr/recommend?user=17&k=5'           # the first TRAWL run
 
 A run is named by its directory. Every run answers under ``/runs/{run}/``: an Explore
-Further run ``recommend?item=ID`` and ``items/{id}``, an HKNR run ``news/recommend?user=ID``.
+Further run ``recommend?item=ID`` and ``items/{id}``, an HKNR run ``news/recommend?user=ID``,
+a TRAWL run ``ctr/recommend?user=ID`` and ``POST ctr/score`` (a user and up to 500 items).
 The same paths without the ``/runs/{run}`` prefix answer from the first run of the kind.
 ``GET /runs`` lists the runs, ``/health`` says the process is up, ``/ready`` that every
 run is loaded, ``/metrics`` is Prometheus' text format, ``/docs`` the API page (its assets
@@ -31,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -41,7 +44,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from knowrec.errors import ConfigError, UnavailableError, UnknownIdError, shown_id
@@ -49,6 +52,8 @@ from knowrec.explore.service import ExploreService, NoCandidatesError
 from knowrec.serve.admin import admin_routes, reload_on_hangup
 from knowrec.serve.limits import (
     MAX_FIELD,
+    MAX_ID,
+    MAX_ITEMS,
     MAX_PROBLEMS,
     BodyLimit,
     ItemId,
@@ -64,6 +69,15 @@ from knowrec.serve.served import Kind, Runs, ServedRun
 OnlineScoring = Annotated[bool, Query(description="every ranking stage now")]
 
 
+class ScoreRequest(BaseModel):
+    """A user and the items to score for them."""
+
+    user: str = Field(min_length=1, max_length=MAX_ID)
+    items: list[Annotated[str, Field(max_length=MAX_ID)]] = Field(
+        min_length=1, max_length=MAX_ITEMS
+    )
+
+
 class Error(BaseModel):
     """Every error answer."""
 
@@ -77,18 +91,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 PROMETHEUS_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
-def field(loc: Sequence[int | str]) -> str:
-    """The parameter a validation error is about: the last name in its location (``body``
-    for a body that is not JSON), cut to ``MAX_FIELD`` characters (an unknown key of a JSON
-    body is the client's own)."""
-    return next((str(x)[:MAX_FIELD] for x in reversed(loc) if isinstance(x, str)), "body")
+def problem(error: Mapping[str, Any]) -> str:
+    """One validation error as ``<parameter>: <what is wrong>``: the parameter is the last
+    name in its location (``body`` for a body that is not JSON), cut to ``MAX_FIELD``
+    characters; an unknown key of a JSON body is named as such, in the body."""
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden":
+        return f"body: unknown key {shown_id(str(loc[-1]), MAX_FIELD)}"
+    name = next((str(x)[:MAX_FIELD] for x in reversed(loc) if isinstance(x, str) and x), "body")
+    return f"{name}: {error['msg']}"
 
 
 def create_app(
     runs: str | Path | Sequence[str | Path], *, warm: bool = True, admin_token: str | None = None
 ) -> FastAPI:
     """The API of one or more finished runs. Each is checked now (a missing, unfinished,
-    damaged or TRAWL run is a :class:`ConfigError` or
+    or damaged run is a :class:`ConfigError` or
     :class:`~knowrec.errors.DataFormatError`) and loaded in the background once the server
     has started (``warm``: an Explore run's online ranking stages too). ``admin_token``
     guards ``/admin/reload`` (None: loopback clients only)."""
@@ -136,7 +154,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{field(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [problem(e) for e in exc.errors()]
         more = len(problems) - MAX_PROBLEMS
         shown = problems[:MAX_PROBLEMS] + ([f"{more} more"] if more > 0 else [])
         return JSONResponse({"error": "; ".join(shown)}, 422)
@@ -218,6 +236,33 @@ def create_app(
             "latency_ms": 1e3 * (time.perf_counter() - t0),
         }
 
+    @app.get("/runs/{run}/ctr/recommend")
+    async def run_ctr(run: RunName, user: User, k: K = 10) -> dict[str, Any]:
+        """A TRAWL run's top ``k`` unrated items for ``user``: the CTR model's click
+        probability, the liked item whose adapted vector found each (``popular`` for a user
+        without liked items) and the item's knowledge; the user's knowledge."""
+        from knowrec.trawl.recommend import POPULAR
+
+        t0 = time.perf_counter()
+        rec = service(run, "trawl")
+        recs = rec.recommend(user, k)
+        return {
+            "user_id": user,
+            "model": rec.model_name,
+            "user_knowledge": rec.user_knowledge(user),
+            "cold": all(r.found_by == POPULAR for r in recs),
+            "items": [{"rank": i, **asdict(r)} for i, r in enumerate(recs, start=1)],
+            "latency_ms": 1e3 * (time.perf_counter() - t0),
+        }
+
+    @app.post("/runs/{run}/ctr/score")
+    async def run_ctr_score(run: RunName, body: ScoreRequest) -> dict[str, Any]:
+        """A TRAWL run's click probability of each of ``items`` for ``user`` now, in the
+        order given."""
+        scores = service(run, "trawl").score(body.user, body.items).tolist()
+        pairs = zip(body.items, scores, strict=True)
+        return {"user_id": body.user, "scores": [{"item_id": i, "score": p} for i, p in pairs]}
+
     @app.get("/recommend")
     async def recommend(
         item: Trigger, k: K | None = None, online_scoring: OnlineScoring = False
@@ -234,6 +279,16 @@ def create_app(
     async def news(user: User, k: K = 5) -> dict[str, Any]:
         """/runs/{run}/news/recommend of the first HKNR run."""
         return await run_news(first("hknr"), user, k)
+
+    @app.get("/ctr/recommend")
+    async def ctr(user: User, k: K = 10) -> dict[str, Any]:
+        """/runs/{run}/ctr/recommend of the first TRAWL run."""
+        return await run_ctr(first("trawl"), user, k)
+
+    @app.post("/ctr/score")
+    async def ctr_score(body: ScoreRequest) -> dict[str, Any]:
+        """/runs/{run}/ctr/score of the first TRAWL run."""
+        return await run_ctr_score(first("trawl"), body)
 
     add_page(app, lookup, service, first)  # / and the routes it reads: search, users, reports
     return app

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_ID = 256  # the longest id or run name a request may carry
+MAX_ITEMS = 500  # the items one request may score
 MAX_PATH = 1024  # the longest run directory an admin request may name
 MAX_BODY = 16 * 1024  # bytes: the longest request body
 MAX_PROBLEMS = 5  # the parameter problems a 422 lists

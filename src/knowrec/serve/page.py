@@ -90,8 +90,9 @@ class TitleIndex:
 
 
 class Histories:
-    """The users of an HKNR run and their clicks before the recommendation time (the
-    history the recommender reads), each user's rows together, most recent first."""
+    """The users of an HKNR or TRAWL run and their histories before the recommendation
+    time (what the recommender reads: clicks, ratings), each user's rows together, most
+    recent first."""
 
     def __init__(self, history: pl.DataFrame, titles: Mapping[str, str]) -> None:
         order = [c for c in ("user_id", "time", "pos") if c in history.columns]
@@ -117,6 +118,8 @@ class Histories:
             click = {"item_id": r["item_id"], "title": self.titles.get(r["item_id"], "")}
             if r.get("time") is not None:
                 click["time"] = r["time"].isoformat()
+            if r.get("rating") is not None:
+                click["rating"] = r["rating"]
             history.append(click)
         return {"user_id": user, "clicks": end - start, "history": history}
 
@@ -151,9 +154,13 @@ def add_page(
         return titles[svc]
 
     def history_index(name: str) -> tuple[Any, Histories]:
-        svc = service(name, "hknr")
+        kind = lookup(name).kind
+        if kind not in ("hknr", "trawl"):
+            raise HTTPException(404, f"run {name!r} has kind {kind}: no users")
+        svc = service(name, kind)
         if svc not in histories:
-            histories[svc] = Histories(svc.proto.history, svc.titles)
+            log = svc.proto.history if kind == "hknr" else svc.timeline
+            histories[svc] = Histories(log.rename({"timestamp": "time"}, strict=False), svc.titles)
         return svc, histories[svc]
 
     @app.get("/", include_in_schema=False)
@@ -173,15 +180,18 @@ def add_page(
 
     @app.get("/runs/{run}/users")
     async def run_users(run: RunName, limit: UserLimit = 50) -> dict[str, Any]:
-        """An HKNR run's users with the most clicks in their histories, most first."""
+        """An HKNR or TRAWL run's users with the most items in their histories (clicks,
+        ratings), most first."""
         return {"users": history_index(run)[1].top(limit)}
 
     @app.get("/runs/{run}/users/{user_id}")
     async def run_user(run: RunName, user_id: UserId) -> dict[str, Any]:
-        """An HKNR run's user: the number of clicks in their history and the most recent
-        50 of them (item, title, time), most recent first."""
+        """An HKNR or TRAWL run's user: the number of items in their history and the most
+        recent 50 of them (item, title, time, and rating where the log has one), most
+        recent first."""
         svc, index = history_index(run)
-        if user_id not in svc.world.user_row:
+        known = svc.world.user_row if lookup(run).kind == "hknr" else svc.user_ids
+        if user_id not in known:
             raise UnknownIdError(f"unknown user {shown_id(user_id)}: not in the run's data")
         return index.of(user_id)
 

@@ -19,7 +19,6 @@ the swap, when no request is using it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -31,17 +30,18 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
-from knowrec.errors import ConfigError, DataFormatError, KnowrecError, UnknownIdError, shown_id
+from knowrec.errors import ConfigError, KnowrecError, UnknownIdError, shown_id
 from knowrec.explore.service import ExploreService
-from knowrec.runs import fingerprint
+from knowrec.runs import fingerprint, read_manifest
 from knowrec.serve.checks import check_parts, check_sizes
 
 if TYPE_CHECKING:
     from knowrec.hknr.recommend import HknrRecommender
+    from knowrec.trawl.recommend import TrawlRecommender
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Kind = Literal["explore", "hknr"]  # the pipelines whose runs can be served
+Kind = Literal["explore", "hknr", "trawl"]  # the pipelines whose runs can be served
 
 
 def failure(exc: BaseException) -> str:
@@ -86,7 +86,7 @@ class ServedRun:
     manifest: dict[str, Any]
     version: str
     components: dict[str, str]
-    service: ExploreService | HknrRecommender | None = None
+    service: ExploreService | HknrRecommender | TrawlRecommender | None = None
     error: str | None = None  # why loading failed
     loaded: str | None = None  # when the load finished
     reload_error: str | None = None  # why the latest reload failed (this one kept serving)
@@ -97,21 +97,12 @@ class ServedRun:
         clear error for a missing, unfinished or damaged run or one of a kind that cannot
         be served."""
         d = Path(path)
-        if not d.is_dir():
-            raise ConfigError(f"run directory {d} does not exist")
-        if not (d / "manifest.json").is_file():
-            raise ConfigError(f"{d} is not a knowrec run (no manifest.json)")
-        try:
-            manifest = json.loads((d / "manifest.json").read_text())
-        except ValueError as exc:
-            raise DataFormatError(f"not valid JSON: {exc}", path=d / "manifest.json") from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
-            raise DataFormatError("not a run manifest (no config)", path=d / "manifest.json")
+        manifest = read_manifest(d)
         kind = manifest["config"].get("pipeline")
         if kind not in get_args(Kind):
             raise ConfigError(
                 f"{d} is a {kind} run: knowrec serve answers from "
-                f"{' and '.join(get_args(Kind))} runs only"
+                f"{', '.join(get_args(Kind))} runs only"
             )
         if kind == "explore":
             m = ExploreService.manifest_of(d)
@@ -119,7 +110,7 @@ class ServedRun:
             parts |= {"cross_encoder": m.cross_encoder, "quality_model": m.quality_model}
             components = {name: part.cls for name, part in parts.items() if part is not None}
             files = m.files()
-        else:
+        elif kind == "hknr":
             from knowrec.hknr.pipeline import served_parts
 
             try:
@@ -127,6 +118,13 @@ class ServedRun:
             except (KeyError, IndexError, TypeError) as exc:
                 raise ConfigError(f"{d} is not a finished HKNR run (no {exc})") from None
             components = {"model": "hknr", "weights": str(files[-1].relative_to(d))}
+        else:
+            from knowrec.trawl.recommend import served_model, served_parts
+
+            job, folder = served_model(d, manifest)
+            files = served_parts(d, manifest)
+            components = {"model": f"{job['method']} {job['backbone']} seed {job['seed']}"}
+            components["folder"] = str(folder.relative_to(d))
         check_sizes(d, manifest.get("files", {}))
         check_parts(d, files)
         where = Path(os.path.abspath(d))  # a symbolic link keeps its own name
@@ -138,10 +136,14 @@ class ServedRun:
         try:
             if self.kind == "explore":
                 self.service = ExploreService.load(self.path, warm=warm)
-            else:
+            elif self.kind == "hknr":
                 from knowrec.hknr.recommend import HknrRecommender
 
                 self.service = HknrRecommender(self.path)
+            else:
+                from knowrec.trawl.recommend import TrawlRecommender
+
+                self.service = TrawlRecommender(self.path)
         except Exception as exc:  # any failure: the server stays up and says why
             log.exception("run %s (%s) failed to load", self.name, self.path)
             self.error = failure(exc)

@@ -182,6 +182,10 @@ def run_trawl(
     sections = summarise(cfg, results, floor_rows)
     sections.append(swing_examples(partners, data.items))
     paths = write_report(run.dir, f"TRAWL — {cfg.name}", sections)
+    if any(job["variant"] == "full" for job in results):  # what a server reads from it
+        from knowrec.trawl.recommend import served_parts
+
+        run.record_files(served_parts(run.dir, run.manifest))
     print_table(console, sections[1])
     print_table(console, sections[2])
     console.print(f"report: {paths['report.html']}")

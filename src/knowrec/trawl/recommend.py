@@ -34,7 +34,6 @@ from knowrec.trawl.pipeline import job_name
 from knowrec.trawl.stages import ITEM_VECTORS
 
 POPULAR = "popular"  # the most liked items of the log: a cold user, or no item vectors
-MAX_HISTORY = 50  # items of a user's history that history() returns
 
 
 @dataclass
@@ -72,6 +71,30 @@ def served_job(
     raise ConfigError(f"the run has no trained full model with {wanted or 'any settings'}")
 
 
+def served_model(
+    run: Path, manifest: dict[str, Any], **choice: str | int | None
+) -> tuple[dict[str, Any], Path]:
+    """The job (:func:`served_job`, ``choice``: method, backbone, seed) and stage folder
+    of the model a finished run serves."""
+    if not (run / "results.json").is_file():
+        raise ConfigError(f"{run}: the TRAWL run has not finished (no results.json)")
+    cfg = TrawlConfig.model_validate(manifest["config"])
+    results = json.loads((run / "results.json").read_text())
+    job = served_job(results["runs"], **choice)  # type: ignore[arg-type]
+    return job, run / manifest["stages"][job_name(cfg, job)]["folder"]
+
+
+def served_parts(run: Path, manifest: dict[str, Any]) -> list[Path]:
+    """What serving the run reads (:class:`TrawlRecommender`): the results, the data, the
+    served model (and its adapted item vectors) and its knowledge tables."""
+    job, folder = served_model(run, manifest)
+    stages = manifest["stages"]
+    knowledge = [f"knowledge-{side}-{job['method']}" for side in ("item", "user")]
+    parts = [run / "results.json", run / stages["data"]["folder"], folder / "model"]
+    parts += [folder / ITEM_VECTORS] if (folder / ITEM_VECTORS).exists() else []
+    return parts + [run / stages[k]["folder"] for k in knowledge if k in stages]
+
+
 class TrawlRecommender:
     """Serve one trained CTR model of a TRAWL run (see :func:`served_job`)."""
 
@@ -90,12 +113,8 @@ class TrawlRecommender:
         run = Path(run)
         manifest = read_manifest(run)
         stages = manifest["stages"]
-        if not (run / "results.json").is_file():
-            raise ConfigError(f"{run}: the TRAWL run has not finished (no results.json)")
         self.cfg = TrawlConfig.model_validate(manifest["config"])
-        results = json.loads((run / "results.json").read_text())
-        self.job = served_job(results["runs"], method=method, backbone=backbone, seed=seed)
-        folder = run / stages[job_name(self.cfg, self.job)]["folder"]
+        self.job, folder = served_model(run, manifest, method=method, backbone=backbone, seed=seed)
         self.model, self.fmap = CTRModel.load(folder / "model")
         self.candidates, self.liked = candidates, liked
 
@@ -131,20 +150,6 @@ class TrawlRecommender:
     def _check_user(self, user_id: str) -> None:
         if user_id not in self.user_ids:
             raise UnknownIdError(f"unknown user {shown_id(user_id)}: not in the run's data")
-
-    def history(self, user_id: str) -> list[dict[str, Any]]:
-        """The user's rated items, most recent first (at most ``MAX_HISTORY``)."""
-        self._check_user(user_id)
-        rows = (
-            self.timeline.filter(pl.col("user_id") == user_id)
-            .sort("timestamp", descending=True)
-            .head(MAX_HISTORY)
-        )
-        ratings = rows["rating"] if "rating" in rows.columns else [None] * rows.height
-        return [
-            {"item_id": i, "title": self.titles.get(i, ""), "time": str(t), "rating": r}
-            for i, t, r in zip(rows["item_id"], rows["timestamp"], ratings, strict=True)
-        ]
 
     def user_knowledge(self, user_id: str) -> str | None:
         return self.knowledge["user"].get(user_id)

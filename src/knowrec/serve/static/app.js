@@ -222,15 +222,15 @@ function setUpItems() {
 
 // ------------------------------------------------------------------ users (HKNR, TRAWL)
 
-/** The run that lists users and their histories: the HKNR run, else the TRAWL run. */
-const userRun = () => $("hknr-run").value || $("trawl-run").value;
+/** The run whose users are listed and whose history is shown (HKNR or TRAWL). */
+const userRun = () => $("user-run").value;
 
 async function listUsers() {
   const run = userRun();
   if (!run) return;
   try {
     const answer = await api(runPath(run, "users"), { limit: 100 });
-    const options = answer.users.map((u) => [u.user_id, `${u.user_id} (${fmt(u.clicks)} clicks)`]);
+    const options = answer.users.map((u) => [u.user_id, `${u.user_id} (${fmt(u.clicks)} in history)`]);
     fillSelect($("user-select"), options, `choose one of ${options.length}…`);
     showError("users-error", null);
   } catch (e) {
@@ -245,7 +245,7 @@ const showHistory = latest(async (current, user) => {
     showError("history-error", null);
     const shown = answer.history.length;
     $("history-count").textContent =
-      answer.clicks > shown ? `(${fmt(answer.clicks)} clicks, the latest ${shown})` : `(${shown} clicks)`;
+      answer.clicks > shown ? `(${fmt(answer.clicks)} items, the latest ${shown})` : `(${shown} items)`;
     $("history").replaceChildren(
       ...answer.history.map((click) =>
         el(
@@ -253,11 +253,12 @@ const showHistory = latest(async (current, user) => {
           { dataset: { itemId: click.item_id } },
           el("span", { className: "title" }, click.title || "(no title)"),
           el("span", { className: "id" }, click.item_id),
+          click.rating == null ? null : el("span", { className: "rating" }, `★ ${fmt(click.rating)}`),
           click.time ? el("time", { dateTime: click.time }, click.time.replace("T", " ").slice(0, 16)) : null,
         ),
       ),
     );
-    if (!shown) $("history").append(el("li", { className: "muted" }, "no clicks before now"));
+    if (!shown) $("history").append(el("li", { className: "muted" }, "nothing before now"));
   } catch (e) {
     if (!current()) return;
     $("history").replaceChildren();
@@ -274,15 +275,22 @@ async function userRecs(current, prefix, route, user, render) {
     const answer = await api(runPath(run, route), { user, k: $("users-k").value });
     if (!current()) return;
     showError(`${prefix}-error`, null);
-    const cold = answer.cold ? "cold user: recently popular articles only · " : "";
+    const cold = answer.cold ? "no history to go on: popular items only · " : "";
     const latency = answer.latency_ms === undefined ? "" : ` in ${fmt(answer.latency_ms)} ms`;
-    $(`${prefix}-meta`).textContent = `${cold}${answer.items.length} items${latency}`;
+    const model = answer.model ? ` · model ${answer.model}` : "";
+    $(`${prefix}-meta`).textContent = `${cold}${answer.items.length} items${latency}${model}`;
+    const about = $(`${prefix}-user`);
+    if (about) {
+      about.replaceChildren(...(answer.user_knowledge ? [el("b", {}, "the user: "), answer.user_knowledge] : []));
+      about.hidden = !answer.user_knowledge;
+    }
     $(`${prefix}-recs`).replaceChildren(...answer.items.map(render));
   } catch (e) {
     if (!current()) return;
     $(`${prefix}-recs`).replaceChildren();
-    $(`${prefix}-meta`).textContent = "";
-    showError(`${prefix}-error`, e);
+    const unknown = e.message.startsWith("404: unknown user");
+    $(`${prefix}-meta`).textContent = unknown ? `${user} is not a user of run ${run}.` : "";
+    showError(`${prefix}-error`, unknown ? null : e);
   }
 }
 
@@ -309,7 +317,7 @@ const hknrRecs = latest((current, user) =>
 
 const trawlRecs = latest((current, user) =>
   userRecs(current, "trawl", "ctr/recommend", user, (item) =>
-    card(item, "score", [
+    card(item, "p(click)", [
       ["found by", item.found_by ?? null],
       ["knowledge", item.knowledge ? knowledge(item.knowledge) : null],
     ]),
@@ -329,22 +337,23 @@ function showUser(user) {
 function setUpUsers() {
   const hknr = runsOf("hknr");
   const trawl = runsOf("trawl");
+  fillSelect($("user-run"), [...hknr, ...trawl].map((r) => [r.name, runLabel(r)]));
   fillSelect($("hknr-run"), hknr.map((r) => [r.name, runLabel(r)]));
   fillSelect($("trawl-run"), trawl.map((r) => [r.name, runLabel(r)]));
-  $("hknr-column").hidden = !hknr.length;
-  $("trawl-column").hidden = $("trawl-run-label").hidden = !trawl.length;
-  $("hknr-run").closest("label").hidden = !hknr.length;
+  $("hknr-column").hidden = $("hknr-run").closest("label").hidden = !hknr.length;
+  $("trawl-column").hidden = $("trawl-run").closest("label").hidden = !trawl.length;
   note("users-note", hknr.length || trawl.length ? "" : "No HKNR or TRAWL run is served.");
   $("user-select").addEventListener("change", () => showUser($("user-select").value));
   $("user-form").addEventListener("submit", (event) => {
     event.preventDefault();
     showUser($("user-input").value.trim());
   });
+  $("user-run").addEventListener("change", () => {
+    listUsers();
+    showUser($("user-input").value.trim());
+  });
   for (const id of ["hknr-run", "trawl-run"]) {
-    $(id).addEventListener("change", () => {
-      listUsers();
-      showUser($("user-input").value.trim());
-    });
+    $(id).addEventListener("change", () => showUser($("user-input").value.trim()));
   }
   listUsers();
 }
