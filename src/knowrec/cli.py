@@ -489,7 +489,7 @@ def recommend(
         bool, typer.Option(help="run every ranking stage now instead of the stored scores")
     ] = False,
 ) -> None:
-    """Recommend from a run: like an item (--item) or for a user (--user).
+    """Recommend from a run: like an item (--item) or for a user.
 
     Items like a trigger item from an Explore Further run; items for a user from a TRAWL
     or HKNR run. As served: candidate-store lookup, online recall paths and ranking for Explore Further;
