@@ -587,7 +587,7 @@ def serve_run(
     ] = None,
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
-    """Serve one or more Explore Further, HKNR and TRAWL runs over HTTP, with a web page.
+    """Serve finished runs over HTTP (JSON API and a web page).
 
     JSON endpoints: GET /runs; per run /runs/NAME/recommend?item=ID&k=5 and
     /runs/NAME/items/ID (Explore), /runs/NAME/news/recommend?user=ID&k=5 (HKNR),
