@@ -492,9 +492,10 @@ def recommend(
     """Recommend from a run: like an item (--item) or for a user.
 
     Items like a trigger item from an Explore Further run; items for a user from a TRAWL
-    or HKNR run. As served: candidate-store lookup, online recall paths and ranking for Explore Further;
-    adapted-vector recall and the CTR model for TRAWL; semantic recall, the graph user
-    encoder and the knowledge ranker for HKNR. Prints the top k with scores and reasons.
+    or HKNR run. As served: candidate-store lookup, online recall paths and ranking for
+    Explore Further; adapted-vector recall and the CTR model for TRAWL; semantic recall,
+    the graph user encoder and the knowledge ranker for HKNR. Prints the top k with
+    scores and reasons.
     """
     from knowrec.runs import run_kind
 

@@ -123,7 +123,7 @@ def create_app(
 
     app = FastAPIOffline(title="knowrec", lifespan=lifespan, static_url="/static", responses=ERRORS)
     app.add_middleware(BodyLimit)
-    app.middleware("http")(metrics.middleware)  # outermost: it counts the refused bodies too
+    app.add_middleware(metrics.middleware)  # outermost: it counts the refused bodies too
     app.include_router(admin_routes(served, admin_token))
 
     def lookup(name: str) -> ServedRun:

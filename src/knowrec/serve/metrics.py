@@ -4,9 +4,8 @@ template and status code, and one info metric per served run (its version too)."
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -15,6 +14,7 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from knowrec import __version__
 from knowrec.serve.served import Runs
@@ -41,22 +41,33 @@ class Metrics:
         self.runs = runs
         self.info = Info("knowrec_run", "A served run", ["run"], registry=self.registry)
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Count and time every request under its route template (``/runs/{run}/…``, never
-        the raw URL, so ids do not become labels)."""
-        t0 = time.perf_counter()
-        status = 500  # unless a response comes back
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = getattr(request.scope.get("route"), "path", UNMATCHED)
-            labels = (request.method, route, str(status))
-            self.requests.labels(*labels).inc()
-            self.latency.labels(*labels).observe(time.perf_counter() - t0)
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """ASGI middleware that counts and times every request under its route template
+        (``/runs/{run}/…``, never the raw URL, so ids do not become labels). Plain ASGI:
+        Starlette's ``BaseHTTPMiddleware`` costs about a millisecond a request."""
+
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            t0 = time.perf_counter()
+            status = 500  # unless a response starts
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                route = getattr(scope.get("route"), "path", UNMATCHED)
+                labels = (scope["method"], route, str(status))
+                self.requests.labels(*labels).inc()
+                self.latency.labels(*labels).observe(time.perf_counter() - t0)
+
+        return counted
 
     def exposition(self) -> Response:
         """The Prometheus text format of every metric; the run infos are those of the runs
