@@ -1,23 +1,28 @@
 """`knowrec serve` under load (issue: one HTTP service, load, fuzz and fault tests).
 
-A real server (``knowrec serve --no-access-log``, a subprocess) over an Explore Further and
-an HKNR run, and a closed-loop load generator on loopback (asyncio + httpx, ``--concurrency``
-requests in flight): for each endpoint in turn, ``--seconds`` of requests after one second
-of warm-up, and its QPS, p50 / p99 latency (as the generator sees it), errors (any answer
-but 200, or none), and the CPU time of the server process (psutil) and of the generator
-(``time.process_time``), each as a share of one core over the wall time.
+A real server (``knowrec serve --no-access-log``, a subprocess) over an Explore Further, an
+HKNR and a TRAWL run, and a closed-loop load generator on loopback (``--concurrency``
+keep-alive connections, one request in flight on each; plain asyncio streams writing
+HTTP/1.1 requests and reading the status line, headers and ``Content-Length`` body, so
+that the generator's own CPU per request is small: an httpx client costs ~1.7 ms of CPU a
+request and was the bottleneck): for each endpoint in turn, ``--seconds`` of requests
+after one second of warm-up, and its QPS, p50 / p99 latency (as the generator sees it),
+errors (any answer but 200, or none), and the CPU time of the server process (psutil) and
+of the generator (``time.process_time``), each as a share of one core over the wall time.
 
 The endpoints: item to item (``/recommend?item=ID``, triggers drawn from the run's items
 that have candidates), the item page (``/items/ID``), news (``/news/recommend?user=ID``,
-readers with a history) and ``/health``. The server answers one request at a time on its
+readers with a history), TRAWL's ``/ctr/recommend?user=ID`` (users with ratings) and
+``/health``. The server answers one request at a time on its
 event loop, so in a closed loop latency is queueing: p50 ≈ concurrency / QPS (Little's
 law). On a small machine the generator competes with the server for the cores: with
 ``--pin`` (the default with 2 or more cores) the generator runs on core 0 and the server on
 the others, and both CPU shares are reported.
 
 Runs: each ``--run DIR`` (finished runs); without one, the demo's runs
-(``knowrec/pipelines/explore_demo.toml`` and ``hknr_demo.toml``, the tiny synthetic worlds)
-are built into ``--out`` first (a few minutes; reused afterwards). The server's log is
+(``knowrec/pipelines/explore_demo.toml``, ``hknr_demo.toml`` and ``trawl_demo.toml`` without
+the LLM, the tiny synthetic worlds) are built into ``--out`` first (a few minutes; reused
+afterwards). The server's log is
 ``--out``/server.log.
 
     .venv/bin/python benchmarks/bench_serve.py [--run runs/x --run runs/y] [--seconds 60]
@@ -31,6 +36,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -40,6 +46,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -47,33 +54,39 @@ import polars as pl
 import psutil
 
 from common import ROOT, write_result
+from knowrec.runs import read_manifest, run_kind
 
 TARGET_P99_MS = 20.0  # item to item, with no errors
 #: endpoint → (path, query) of one request, from a random generator and the run's ids.
 Request = Callable[[random.Random], tuple[str, dict[str, Any]]]
 
 
+# The TRAWL demo without the LLM: DIN with the adapter over the raw item text, one seed.
+TRAWL_NO_LLM = [
+    "knowledge.methods=['raw']", "backbones=['din']", "seeds=[0]", "ablations=false",
+]  # fmt: skip
+
+
 def build_demo_runs(out: Path) -> list[Path]:
-    """The demo's Explore Further and HKNR runs in ``out`` (built when not finished)."""
+    """The demo's Explore Further, HKNR and TRAWL runs in ``out`` (built when not finished;
+    TRAWL: :data:`TRAWL_NO_LLM`)."""
     from knowrec.config import load_config
     from knowrec.explore.config import ExploreConfig
     from knowrec.explore.pipeline import run_explore
     from knowrec.hknr.config import HknrConfig
     from knowrec.hknr.pipeline import run_hknr
+    from knowrec.trawl import TrawlConfig, run_trawl
 
-    plans = [("explore", "explore_demo.toml", ExploreConfig, run_explore)]
-    plans.append(("news", "hknr_demo.toml", HknrConfig, run_hknr))
+    plans = [("explore", "explore_demo.toml", ExploreConfig, run_explore, [])]
+    plans.append(("news", "hknr_demo.toml", HknrConfig, run_hknr, []))
+    plans.append(("trawl", "trawl_demo.toml", TrawlConfig, run_trawl, TRAWL_NO_LLM))
     runs = []
-    for name, toml, kind, run in plans:
+    for name, toml, kind, run, overrides in plans:
         if not (out / name / "results.json").exists():
             with resources.as_file(resources.files("knowrec.pipelines") / toml) as path:
-                run(load_config(path, kind), out / name)
+                run(load_config(path, kind, overrides), out / name)
         runs.append(out / name)
     return runs
-
-
-def kind_of(run: Path) -> str:
-    return json.loads((run / "manifest.json").read_text())["config"]["pipeline"]
 
 
 def item_ids(run: Path) -> list[str]:
@@ -90,6 +103,13 @@ def readers(run: Path) -> list[str]:
     manifest = json.loads((run / "manifest.json").read_text())
     history = stage_folders(run, manifest)["protocol"] / "history.parquet"
     return pl.read_parquet(history, columns=["user_id"])["user_id"].unique().sort().to_list()
+
+
+def trawl_users(run: Path) -> list[str]:
+    """The users with ratings in a TRAWL run's data."""
+    folder = read_manifest(run)["stages"]["data"]["folder"]
+    inter = pl.read_parquet(run / folder / "interactions.parquet", columns=["user_id"])
+    return inter["user_id"].cast(pl.String).unique().sort().to_list()
 
 
 def free_port() -> int:
@@ -130,38 +150,58 @@ def server_cpu(server: psutil.Process) -> float:
     return times.user + times.system
 
 
+async def get(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, query: dict[str, Any]
+) -> int:
+    """One GET on a kept-alive connection: its status (the body is read and dropped)."""
+    target = f"{path}?{urlencode(query)}" if query else path
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    if length is None:
+        raise ConnectionError("an answer without Content-Length")
+    await reader.readexactly(int(length.group(1)))
+    return status
+
+
 async def load(
     url: str, request: Request, seconds: float, concurrency: int, server: psutil.Process
 ) -> dict[str, Any]:
-    """``concurrency`` workers sending ``request`` back to back for ``seconds``."""
+    """``concurrency`` workers, one connection each, sending ``request`` back to back for
+    ``seconds``."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    host, port = url.removeprefix("http://").split(":")
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
 
-        async def worker(seed: int, until: float, timed: bool) -> None:
-            rng = random.Random(seed)
-            while (t0 := time.perf_counter()) < until:
-                path, query = request(rng)
-                try:
-                    status = (await client.get(path, params=query)).status_code
-                    error = None if status == 200 else str(status)
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
-                if timed:
-                    latencies.append(time.perf_counter() - t0)
-                    if error is not None:
-                        errors[error] += 1
+    async def worker(seed: int, until: float, timed: bool) -> None:
+        rng = random.Random(seed)
+        reader, writer = connections[seed]
+        while (t0 := time.perf_counter()) < until:
+            path, query = request(rng)
+            try:
+                status = await get(reader, writer, path, query)
+                error = None if status == 200 else str(status)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                error = type(exc).__name__
+                reader, writer = connections[seed] = await asyncio.open_connection(host, int(port))
+            if timed:
+                latencies.append(time.perf_counter() - t0)
+                if error is not None:
+                    errors[error] += 1
 
-        async def run(duration: float, timed: bool) -> None:
-            until = time.perf_counter() + duration
-            await asyncio.gather(*(worker(i, until, timed) for i in range(concurrency)))
+    async def run(duration: float, timed: bool) -> None:
+        until = time.perf_counter() + duration
+        await asyncio.gather(*(worker(i, until, timed) for i in range(concurrency)))
 
-        await run(1.0, timed=False)  # warm-up: connections open, caches filled
-        cpu0, server0, t0 = time.process_time(), server_cpu(server), time.perf_counter()
-        await run(seconds, timed=True)
-        wall = time.perf_counter() - t0
-        cpu, served = time.process_time() - cpu0, server_cpu(server) - server0
+    await run(1.0, timed=False)  # warm-up: caches filled
+    cpu0, server0, t0 = time.process_time(), server_cpu(server), time.perf_counter()
+    await run(seconds, timed=True)
+    wall = time.perf_counter() - t0
+    cpu, served = time.process_time() - cpu0, server_cpu(server) - server0
+    for _, writer in connections:
+        writer.close()
     ms = 1e3 * np.asarray(latencies)
     qps = len(latencies) / wall
     return {
@@ -203,7 +243,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.run or build_demo_runs(args.out)
-    by_kind = {kind_of(run): run for run in reversed(runs)}  # the first of each kind
+    by_kind = {run_kind(run): run for run in reversed(runs)}  # the first of each kind
     cores = sorted(os.sched_getaffinity(0))
     server_cpus = set(cores[1:]) if args.pin else None
     if args.pin:
@@ -228,6 +268,10 @@ def main() -> None:
             users = readers(by_kind["hknr"])
             users = rng.sample(users, min(args.ids, len(users)))
             requests["news_recommend"] = lambda r: ("/news/recommend", {"user": r.choice(users)})
+        if "trawl" in by_kind:
+            raters = trawl_users(by_kind["trawl"])
+            raters = rng.sample(raters, min(args.ids, len(raters)))
+            requests["ctr_recommend"] = lambda r: ("/ctr/recommend", {"user": r.choice(raters)})
         requests["health"] = lambda r: ("/health", {})
         process = psutil.Process(server.pid)
         results = {
