@@ -302,9 +302,10 @@ def test_with_the_real_llm_judge_and_qprime(tmp_path: Path, session_llm: Any) ->
     sweep = result["lambda_sweep"]
     assert len(sweep["sweep"]) == len(cfg.final.lambdas) and 0 <= sweep["lambda"] <= 1
     assert "<img" in (tmp_path / "run" / "report.html").read_text()
-    judged = pl.read_parquet(
+    graded = pl.read_parquet(
         tmp_path / "run" / result["stages"]["judge"]["folder"] / "judged.parquet"
-    ).filter(pl.col("split") == "train")
+    )
+    judged = graded.filter(pl.col("split") == "train")
     assert set(judged["trigger_id"]) == set(result["judged_triggers"]["train"])
     assert judged.height == 6 and judged["quality"].n_unique() > 1  # the labels it learnt
     with ExploreService.load(tmp_path / "run", warm=True) as service:
@@ -312,6 +313,15 @@ def test_with_the_real_llm_judge_and_qprime(tmp_path: Path, session_llm: Any) ->
         online = service.recommend(stored.trigger_id, online_scoring=True)
     assert [r.score for r in online.items] == pytest.approx([r.score for r in stored.items])
     assert all("quality" in r.scores for r in stored.items)
+    # a served pair the judge graded carries its grade
+    grade = {
+        (str(t), str(c)): q for t, c, q in graded.select("trigger_id", "candidate_id", "quality")
+        .drop_nulls().iter_rows()
+    }  # fmt: skip
+    assert [r.judged for r in stored.items] == [
+        grade.get((stored.trigger_id, r.item_id)) for r in stored.items
+    ]
+    assert any(r.judged is not None for r in stored.items)
 
 
 @pytest.mark.slow

@@ -342,4 +342,5 @@ def serving_manifest(
         quality_model=part(LGBMRanker, "quality", "model"),
         combination=comb.to_dict() | {"sweep": []},
         k=cfg.serve.k,
+        judged=rel(stage("judge"), "judged.parquet") if "judge" in run.manifest["stages"] else None,
     )

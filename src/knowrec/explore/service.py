@@ -85,6 +85,7 @@ class Recommended:
     score: float
     scores: dict[str, float]
     paths: dict[str, float]
+    judged: float | None = None  # the LLM judge's 0–4 quality, where the run judged the pair
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class ExploreManifest(BaseModel):
     quality_model: Component | None
     combination: dict[str, Any]
     k: int
+    judged: str | None = None  # judged.parquet: the LLM judge's scores of sampled pairs
 
     @classmethod
     def read(cls, path: Path) -> ExploreManifest:
@@ -171,7 +173,9 @@ class ExploreManifest(BaseModel):
         ]
         parts = [self.features, self.stage1, self.cross_encoder, self.stage2, self.quality_model]
         folders = [*self.online_paths.values(), *(p for p in parts if p is not None)]
-        return [Path(self.items), Path(self.vectors), *stores, *(Path(p.path) for p in folders)]
+        judged = [Path(self.judged)] if self.judged else []
+        files = [Path(self.items), Path(self.vectors), *stores, *judged]
+        return files + [Path(p.path) for p in folders]
 
 
 def load_cascade(run_dir: Path, m: ExploreManifest) -> RankingCascade:
@@ -227,6 +231,11 @@ class ExploreService:
         self.weights = manifest.weights
         self._ranker: RankingCascade | None = None
         self.load_ms = 0.0
+        self.judged: dict[tuple[str, str], float] = {}
+        if manifest.judged:
+            judged = pl.read_parquet(run_dir / manifest.judged).drop_nulls("quality")
+            pairs = judged.select(pl.col("trigger_id", "candidate_id").cast(pl.String), "quality")
+            self.judged = {(t, c): q for t, c, q in pairs.iter_rows()}
 
     def _open(self, key: Literal["store", "scores"]) -> CandidateStore:
         ref: StoreRef = getattr(self.manifest, key)
@@ -346,6 +355,7 @@ class ExploreService:
                 score=scores[c.item_id]["final"],
                 scores={n: v for n, v in scores[c.item_id].items() if n != "final"},
                 paths=dict(c.paths),
+                judged=self.judged.get((item, c.item_id)),
             )
             for r, c in enumerate(ranked, start=1)
         ]

@@ -192,7 +192,8 @@ const recommendItem = latest(async (current, itemId) => {
         return card(item, "score", [
           ["found by", chips(item.paths)],
           ["stage scores", chips(stages)],
-          ["judge quality", quality === undefined ? null : el("b", {}, fmt(quality))],
+          ["predicted quality", quality === undefined ? null : el("b", {}, fmt(quality))],
+          ["judged (LLM, 0–4)", item.judged == null ? null : el("b", {}, fmt(item.judged))],
           ["knowledge", item.knowledge ? knowledge(item.knowledge) : null],
         ]);
       }),
