@@ -56,7 +56,7 @@ def export(args: argparse.Namespace, path: Path) -> None:
     history = reserve_history(data.interactions, CONFIG.k)["history"]
     gen = KnowledgeGenerator(CONFIG, llm=None, progress=False)
     with path.open("w") as f:
-        for kind in args.kinds:
+        for kind in {*args.kinds, *(["item_trawl"] if args.sweep else [])}:
             if kind == "judge":
                 continue
             side, method = kind.split("_")
