@@ -30,24 +30,10 @@ def running_server(
     env: Mapping[str, str] | None = None,
     ready: str = "/ready",
     timeout: float = 120.0,
-) -> Iterator[str]:
-    """Start ``command`` (serving on ``port``), wait until ``ready`` answers 200, yield its
-    base URL; stop it afterwards. A server that dies or is never ready fails the test."""
-    with server_process(command, port, cwd=cwd, env=env, ready=ready, timeout=timeout) as (url, _):
-        yield url
-
-
-@contextmanager
-def server_process(
-    command: Sequence[str],
-    port: int,
-    *,
-    cwd: Path,
-    env: Mapping[str, str] | None = None,
-    ready: str = "/ready",
-    timeout: float = 120.0,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """:func:`running_server` that yields the process too (to signal it)."""
+    """Start ``command`` (serving on ``port``), wait until ``ready`` answers 200, yield its
+    base URL and process (to signal it); stop it afterwards. A server that dies or is
+    never ready fails the test."""
     server = subprocess.Popen(
         list(command),
         cwd=cwd,

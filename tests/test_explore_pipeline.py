@@ -160,7 +160,7 @@ def test_http_server(finished: Finished) -> None:
     out, _, _ = finished
     port = free_port()
     serve = [*KNOWREC, "serve", "--run", str(out), "--port", str(port)]
-    with running_server(serve, port, cwd=ROOT) as url:
+    with running_server(serve, port, cwd=ROOT) as (url, _):
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
         with ExploreService.load(out) as service:
             expected = service.recommend("7", 3)

@@ -208,7 +208,7 @@ def test_new_user_clicks_to_http(tmp_path: Path) -> None:
 
     port = free_port()
     serve = [*KNOWREC, "serve", "--run", "runs/explore", "--port", str(port)]
-    with running_server(serve, port, cwd=tmp_path, env=ENV, timeout=60) as url:
+    with running_server(serve, port, cwd=tmp_path, env=ENV, timeout=60) as (url, _):
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
         (run,) = httpx.get(f"{url}/runs").json()["runs"]
         assert (run["title"], run["kind"], run["state"]) == ("my clicks", "explore", "ready")

@@ -40,7 +40,7 @@ from knowrec.runs import Run
 from knowrec.serve import ScoreRequest, create_app
 from knowrec.serve.admin import loopback
 from knowrec.serve.limits import MAX_BODY, MAX_FIELD, MAX_PROBLEMS
-from tests.serving import free_port, redis_server, running_server, server_process
+from tests.serving import free_port, redis_server, running_server
 from tests.test_explore_pipeline import KNOWREC, ROOT, knowrec, one_line_error, tiny_config
 from tests.test_hknr import TINY_RUN
 from tests.test_trawl_recommend import tiny_trawl_run
@@ -74,7 +74,7 @@ def server(runs: tuple[Path, Path, Path]) -> Iterator[tuple[str, subprocess.Pope
     port = free_port()
     serve = [*KNOWREC, "serve", *(a for run in runs for a in ("--run", run)), "--port", str(port)]
     env = {**os.environ, "KNOWREC_ADMIN_TOKEN": TOKEN}
-    with server_process(list(map(str, serve)), port, cwd=ROOT, env=env) as served:
+    with running_server(list(map(str, serve)), port, cwd=ROOT, env=env) as served:
         yield served
 
 
@@ -623,7 +623,7 @@ def test_redis_store_that_goes_away(runs: tuple[Path, Path, Path], tmp_path: Pat
         assert json.loads((run / "serving.json").read_text())["store"]["backend"] == "redis"
         port = free_port()
         serve = [*KNOWREC, "serve", "--run", str(run), "--port", str(port), "--no-access-log"]
-        with running_server(serve, port, cwd=ROOT) as url:
+        with running_server(serve, port, cwd=ROOT) as (url, _):
             answers: list[httpx.Response] = []
             stop = threading.Event()
 
