@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,7 +101,9 @@ class Recommendations:
     failures: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON types. Shallow: every dict here is the answer's own (``asdict``'s deep
+        copy took longer than the recommendation)."""
+        return {**vars(self), "items": [dict(vars(r)) for r in self.items]}
 
 
 class StoreRef(BaseModel):
