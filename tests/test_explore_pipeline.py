@@ -19,7 +19,7 @@ import pytest
 
 from knowrec.config import load_config, validate
 from knowrec.errors import ConfigError, UnknownIdError
-from knowrec.explore.config import ExploreConfig, PathSpec
+from knowrec.explore.config import ExploreConfig, PathSpec, ServeConfig
 from knowrec.explore.evaluate import EvalFrames, choose_combination
 from knowrec.explore.pipeline import run_explore
 from knowrec.explore.service import SERVING_FILE, ExploreService, NoCandidatesError
@@ -175,6 +175,21 @@ def test_http_server(finished: Finished) -> None:
         assert httpx.get(f"{url}/items/999").status_code == 404
         assert httpx.get(f"{url}/recommend", params={"item": "7", "k": 0}).status_code == 422
     one_line_error(knowrec("serve", "--run", out.parent / "nope"), "does not exist")
+
+
+def test_served_knowledge(finished: Finished, tmp_path: Path) -> None:
+    """``serve.knowledge``: a knowledge table's text served with each item it knows."""
+    run = tmp_path / "run"
+    shutil.copytree(finished[0], run)  # every stage cached: only the serving parts again
+    table = {"id": ["16", "8", "3"], "text": ["Genres: heist.", None, "Mood: dark."]}
+    pl.DataFrame({**table, "status": ["ok", "ok", "failed"]}).write_parquet(tmp_path / "k.pq")
+    run_explore(tiny_config(serve=ServeConfig(knowledge=str(tmp_path / "k.pq"))), run)
+    with ExploreService.load(run) as service:
+        items = service.recommend("7", k=30).items
+    assert any(r.item_id == "16" for r in items)  # the first for trigger 7 (docs/serving.md)
+    assert all(r.knowledge == ("Genres: heist." if r.item_id == "16" else None) for r in items)
+    with pytest.raises(ConfigError, match="no knowledge table at"):
+        ServeConfig(knowledge=str(tmp_path / "nope.parquet"))
 
 
 def test_store_problems_are_clear(finished: Finished, tmp_path: Path) -> None:

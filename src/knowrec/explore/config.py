@@ -5,6 +5,7 @@ judge, cross-encoder, final combination, serving."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -185,6 +186,15 @@ class ServeConfig(Section):
     """What ``recommend`` does online."""
 
     k: int = Field(default=5, ge=1)
+    # A knowledge table (columns id and text, as `knowrec knowledge generate` writes it):
+    # each recommended item's text is served beside it; copied into the run.
+    knowledge: str | None = None
+
+    @model_validator(mode="after")
+    def _table_exists(self) -> ServeConfig:
+        if self.knowledge is not None and not Path(self.knowledge).is_file():
+            raise ConfigError(f"serve.knowledge: no knowledge table at {self.knowledge}")
+        return self
 
 
 class ExploreConfig(Section):

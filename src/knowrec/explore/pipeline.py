@@ -44,6 +44,7 @@ from rich.console import Console
 
 from knowrec.config import load_config
 from knowrec.data.tables import Dataset
+from knowrec.errors import DataFormatError
 from knowrec.explore.config import ExploreConfig
 from knowrec.explore.evaluate import choose_combination, eval_frames, path_recall, table5
 from knowrec.explore.report import examples, protocol_text, report
@@ -250,9 +251,12 @@ def _run_stages(
     scores_dir = run.dir / "serving"
     scores_dir.mkdir(exist_ok=True)
     _write_scores(cfg, scored["full"], scores_dir)
+    knowledge = _copy_knowledge(cfg.serve.knowledge, scores_dir)
     rows, notes = table5(cfg, evs, combs)
     recall = path_recall(cfg, serve_lists, sess["test"], cand["full_serve"])
     manifest = serving_manifest(cfg, run, serve_dir, cand_dir, dirs, comb, scores_dir)
+    if knowledge is not None:
+        manifest = manifest.model_copy(update={"knowledge": str(knowledge.relative_to(run.dir))})
     (run.dir / SERVING_FILE).write_text(manifest.model_dump_json(indent=2, by_alias=True))
     run.record_files(manifest.files())
     shown = examples(run.dir, sess["triggers"]["eval"][:3] or order[:3])
@@ -271,6 +275,26 @@ def _run_stages(
         shown,
         console,
     )
+
+
+def _copy_knowledge(table: str | None, directory: Path) -> Path | None:
+    """The ``id`` and ``text`` of a knowledge table (rows with a text; answered rows only
+    when it has a ``status``) as ``knowledge.parquet`` in ``directory``."""
+    if table is None:
+        return None
+    path = Path(table)
+    try:
+        frame = pl.read_parquet(path)
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        raise DataFormatError(f"not a Parquet table ({exc})", path=path) from None
+    missing = {"id", "text"} - set(frame.columns)
+    if missing:
+        raise DataFormatError(f"a knowledge table needs the columns {sorted(missing)}", path=path)
+    if "status" in frame.columns:
+        frame = frame.filter(pl.col("status") == "ok")
+    out = directory / "knowledge.parquet"
+    frame.select(pl.col("id").cast(pl.String), "text").drop_nulls().write_parquet(out)
+    return out
 
 
 def _write_scores(cfg: ExploreConfig, full: pl.DataFrame, directory: Path) -> None:

@@ -86,6 +86,7 @@ class Recommended:
     scores: dict[str, float]
     paths: dict[str, float]
     judged: float | None = None  # the LLM judge's 0–4 quality, where the run judged the pair
+    knowledge: str | None = None  # the item's knowledge text, where the run serves a table
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class ExploreManifest(BaseModel):
     combination: dict[str, Any]
     k: int
     judged: str | None = None  # judged.parquet: the LLM judge's scores of sampled pairs
+    knowledge: str | None = None  # knowledge.parquet: id → text served with each item
 
     @classmethod
     def read(cls, path: Path) -> ExploreManifest:
@@ -175,7 +177,7 @@ class ExploreManifest(BaseModel):
         ]
         parts = [self.features, self.stage1, self.cross_encoder, self.stage2, self.quality_model]
         folders = [*self.online_paths.values(), *(p for p in parts if p is not None)]
-        judged = [Path(self.judged)] if self.judged else []
+        judged = [Path(p) for p in (self.judged, self.knowledge) if p]
         files = [Path(self.items), Path(self.vectors), *stores, *judged]
         return files + [Path(p.path) for p in folders]
 
@@ -238,6 +240,10 @@ class ExploreService:
             judged = pl.read_parquet(run_dir / manifest.judged).drop_nulls("quality")
             pairs = judged.select(pl.col("trigger_id", "candidate_id").cast(pl.String), "quality")
             self.judged = {(t, c): q for t, c, q in pairs.iter_rows()}
+        self.knowledge: dict[str, str] = {}
+        if manifest.knowledge:
+            table = pl.read_parquet(run_dir / manifest.knowledge)
+            self.knowledge = dict(zip(table["id"], table["text"], strict=True))
 
     def _open(self, key: Literal["store", "scores"]) -> CandidateStore:
         ref: StoreRef = getattr(self.manifest, key)
@@ -358,6 +364,7 @@ class ExploreService:
                 scores={n: v for n, v in scores[c.item_id].items() if n != "final"},
                 paths=dict(c.paths),
                 judged=self.judged.get((item, c.item_id)),
+                knowledge=self.knowledge.get(c.item_id),
             )
             for r, c in enumerate(ranked, start=1)
         ]
