@@ -126,7 +126,7 @@ class Run:
     one folder per finished stage."""
 
     def __init__(self, directory: str | Path, config: Mapping[str, Any] | None = None) -> None:
-        self.dir = Path(directory)
+        self.dir = Path(directory).absolute()  # served parts are recorded relative to it
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keys: dict[str, str] = {}
         self.manifest: dict[str, Any] = {
