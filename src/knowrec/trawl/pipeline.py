@@ -198,14 +198,14 @@ def adapted_item_vectors(
     """The TRAWL adapted item vectors of a finished run (the ``full`` trawl model of
     ``backbone`` and ``seed``, default the first), for
     ``make_recall_path("semantic", vectors=...)``."""
-    for job in result["runs"]:
-        if (
-            job["method"] == "trawl"
-            and job["variant"] == "full"
-            and backbone in (None, job["backbone"])
-            and seed in (None, job["seed"])
-            and (Path(job["dir"]) / ITEM_VECTORS).exists()
-        ):
-            saved = np.load(Path(job["dir"]) / ITEM_VECTORS)
-            return [str(i) for i in saved["ids"]], saved["vectors"]
-    raise ConfigError("the run has no trained TRAWL model with item knowledge")
+    from knowrec.trawl.recommend import served_job
+
+    none = ConfigError("the run has no trained TRAWL model with item knowledge")
+    try:
+        job = served_job(result["runs"], method="trawl", backbone=backbone, seed=seed)
+    except ConfigError:
+        raise none from None
+    if not (Path(job["dir"]) / ITEM_VECTORS).exists():
+        raise none
+    saved = np.load(Path(job["dir"]) / ITEM_VECTORS)
+    return [str(i) for i in saved["ids"]], saved["vectors"]
