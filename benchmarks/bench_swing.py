@@ -9,7 +9,8 @@ invisible to tracemalloc); ``peak_mib`` is that peak for the whole process.
 
 The reference needs ~8·10⁹ set intersections on all 2,999 users (about 37 h, see
 PEERS.md), so both implementations also run on the users with id ≤ ``--ref-users``, where
-their results are compared and their times give a ratio. Subsets: all 487,650 ratings, and
+their results are compared and their times give a ratio. On all ratings the version before
+issue 17 (per-target co-counts, 32-bit buckets) runs beside today's. Subsets: all 487,650 ratings, and
 the positives (rating > 3) that TRAWL mines its contrastive positives from.
 
     .venv/bin/python benchmarks/bench_swing.py [--data ../shared/data] [--ref-users 300]
@@ -122,11 +123,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (Linux ≥ 4.0)
     rss_before = _status_mib("VmRSS")
     kind = spec["kind"]
+    extra: dict[str, Any] = {}
+    if kind == "previous":  # the version before issue 17: per-target co-counts, int32 buckets
+        import knowrec.similarity.swing as swing_module
+
+        swing_module.TABLE_MAX_BYTES = 0
+        extra = {"_narrow_max": 0}
     walls, cpus = [], []
     for _ in range(spec.get("repeats", 1)):
         w, c = time.perf_counter(), time.process_time()
-        if kind == "fast":
-            res = swing(graph, side=spec["side"], top_k=TOP_K, n_jobs=spec["jobs"])
+        if kind in ("fast", "previous"):
+            res = swing(graph, side=spec["side"], top_k=TOP_K, n_jobs=spec["jobs"], **extra)
             nb, sc, ids = res.neighbours, res.scores, res.ids
         elif kind == "reference":
             pairs = list(zip(df["user_id"].to_list(), df["item_id"].to_list(), strict=True))
@@ -213,6 +220,7 @@ def main() -> None:
     full = {} if args.full_users is None else {"max_user": args.full_users}
     load_start = os.getloadavg()[0]
     rows: list[dict[str, Any]] = []
+    previous_vs_now: dict[str, dict[str, Any]] = {}
 
     def variant(name: str, **spec: Any) -> dict[str, Any]:
         res = run_child({**base, **spec})
@@ -229,11 +237,17 @@ def main() -> None:
     for which in ("all", "pos"):
         for side in ("item", "user"):
             for jobs in args.jobs:
-                variant(
-                    f"knowrec {side} {which} full, {jobs} thread(s)",
-                    kind="fast", subset=which, side=side, jobs=jobs, **full,
-                    save=str(tmp / f"fast_{side}_{which}.npz"),
-                )  # fmt: skip
+                for kind in ("previous", "fast") if which == "all" else ("fast",):
+                    variant(
+                        f"knowrec{' (previous)' * (kind == 'previous')} {side} {which} full, "
+                        f"{jobs} thread(s)",
+                        kind=kind, subset=which, side=side, jobs=jobs, **full,
+                        save=str(tmp / f"{kind}_{side}_{which}.npz"),
+                    )  # fmt: skip
+            if which == "all":
+                same = agreement(tmp / f"fast_{side}_all.npz", tmp / f"previous_{side}_all.npz")
+                previous_vs_now[side] = same
+                print(f"  {side}: now vs previous {same}", flush=True)
         for side in ("item", "user"):
             variant(
                 f"knowrec {side} {which} full, caps 300/300 (recent)",
@@ -292,6 +306,7 @@ def main() -> None:
             "caps": CAPS,
             "loadavg_start_end": [load_start, load_end],
             "variants": rows,
+            "now_vs_previous": previous_vs_now,
             "reference_ratio": ratios,
         },
     )

@@ -131,17 +131,25 @@ def interactions(draw: st.DrawFn, max_users: int = 7, max_items: int = 7) -> pl.
     alpha=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
     beta=st.sampled_from([0.0, 0.35, 1.0]),
     c=st.sampled_from([0.0, 5.0]),
-    pass1=st.sampled_from(["auto", "bitset", "scatter"]),
+    pass1=st.sampled_from(["auto", "bitset", "scatter", "table"]),
+    narrow=st.sampled_from([0, 2**16 - 1]),
     n_jobs=st.sampled_from([1, 2]),
 )
 def test_matches_brute_force(
-    df: pl.DataFrame, side: str, alpha: float, beta: float, c: float, pass1: str, n_jobs: int
+    df: pl.DataFrame,
+    side: str,
+    alpha: float,
+    beta: float,
+    c: float,
+    pass1: str,
+    narrow: int,
+    n_jobs: int,
 ) -> None:
     graph = build_bipartite(df)
     n = graph.n_items if side == "item" else graph.n_users
     result = swing(
         df, side=side, alpha=alpha, beta=beta, c=c, top_k=max(n, 1), _pass1=pass1,
-        n_jobs=n_jobs,
+        _narrow_max=narrow, n_jobs=n_jobs,
     )  # fmt: skip
     assert result.side == side and len(result) == n
     check_against(result, brute_swing(graph.matrix, side, alpha, beta, c))

@@ -22,13 +22,16 @@ Algorithm (exact; numba, no per-pair Python loops): each unordered pair {t, x} i
 once, from its smaller index t, and offered to the top-k lists of both. For a target t,
 bucket its pivots by their other targets (``L_x = P_t ∩ P_x``, local pivot numbers in
 ascending order) and walk the pivots a = 0, 1, … of t: the co-counts ``|T_a ∩ T_b|`` for
-b > a come from popcounts of 64-bit target bitsets (or, when that is costlier or the
-bitset would pass 64 MiB, from scattering the buckets), become the pair weights, and every
-bucket x > t that holds a gains the weights of its members after a. Work is
-Σ_{x>t} |L_x|²/2 per target; memory per thread is one row of |P_t| weights, the bitset,
-the buckets (Σ_{p∈P_t} |T_p|), and arrays of n_targets·(48 + 16·top_k) bytes: no
-n_targets² or n_pivots² matrix. Targets run in ``n_jobs`` threads (nogil), each with its
-own top-k lists, merged at the end, so results do not depend on the thread count.
+b > a (pass 1) become the pair weights, and every bucket x > t that holds a gains the
+weights of its members after a (pass 2). Pass 1 reads one shared table of all pivot pairs'
+co-counts, built once (n_pivots² uint16 counts, at most ``TABLE_MAX_BYTES`` = 256 MiB:
+up to 11,585 pivots); past that it is computed per target from popcounts of 64-bit target
+bitsets (≤ 64 MiB) or by scattering the buckets. Pass 2 does Σ_{x>t} |L_x|²/2 additions
+per target, reading bucket entries of 16 bits (32 when t has over 65,535 pivots) to stay in
+cache. Memory: the table, plus per thread one row of |P_t| weights, the buckets and arrays
+of n_targets·(48 + 16·top_k) bytes: nothing grows with n_targets². Targets run in
+``n_jobs`` threads (nogil), each with its own top-k lists, merged at the end, so results do
+not depend on the thread count.
 A pair's score depends only on the pair, so ties are exact float ties; scores that are
 equal mathematically but reached by different sums may differ in the last bit.
 """
@@ -55,11 +58,14 @@ from knowrec.similarity.graph import Bipartite, CapOrder, build_bipartite
 
 Side = Literal["user", "item"]
 
-# Pass-1 strategy per target: bitsets (0 in auto mode) are chosen when their word operations,
-# weighted by this factor, are cheaper than the scatter increments and the bitset is small.
+# Pass 1 (the pivot co-counts |T_a ∩ T_b|) in "auto" mode: one shared table of all pivot
+# pairs (n_pivots² uint16, or uint32 from 65,536 targets on) when it fits TABLE_MAX_BYTES;
+# otherwise per target, by bitsets when their word operations, weighted by _BITSET_COST, are
+# cheaper than the scatter increments and the bitset is small.
+TABLE_MAX_BYTES = 256 * 2**20
 _BITSET_COST = 0.5
 _BITSET_MAX_BYTES = 64 * 2**20
-_PASS1 = {"auto": 0, "bitset": 1, "scatter": 2}
+_PASS1 = {"auto": 0, "bitset": 1, "scatter": 2, "table": 3}
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,8 @@ def swing(
     time_col: str = "timestamp",
     n_jobs: int | None = None,
     progress: bool = False,
-    _pass1: Literal["auto", "bitset", "scatter"] = "auto",
+    _pass1: Literal["auto", "bitset", "scatter", "table"] = "auto",
+    _narrow_max: int = 2**16 - 1,
 ) -> SwingResult:
     """SWING top-k neighbours and positives for users (``side="user"``) or items.
 
@@ -199,6 +206,9 @@ def swing(
     # Only targets with two or more pivots can have a neighbour.
     anchors = np.flatnonzero(np.diff(t_ptr) >= 2).astype(np.int64)
     mode = _PASS1[_pass1]
+    table = _cocount_table(t_ptr, t_idx, p_ptr, p_idx, n_targets, threads, mode)
+    if table.size:
+        mode = 3
     scratch = local()
     buffers: list[_Scratch] = []
     lock = Lock()
@@ -210,7 +220,7 @@ def swing(
             with lock:
                 buffers.append(buf)
         _swing_rows(
-            t_ptr, t_idx, p_ptr, p_idx, weights, float(alpha), chunk, mode,
+            t_ptr, t_idx, p_ptr, p_idx, weights, float(alpha), chunk, mode, table, _narrow_max,
             buf.count, buf.start, buf.cur, buf.local, buf.touched, buf.score,
             buf.neighbours, buf.scores,
         )  # fmt: skip
@@ -280,6 +290,28 @@ def _check_number(name: str, value: float, *, minimum: float) -> None:
         raise ConfigError(f"{name} must be finite and ≥ {minimum:g}, got {value!r}")
 
 
+def _cocount_table(
+    t_ptr: np.ndarray,
+    t_idx: np.ndarray,
+    p_ptr: np.ndarray,
+    p_idx: np.ndarray,
+    n_targets: int,
+    threads: int,
+    mode: int,
+) -> np.ndarray:
+    """``table[a, b] = |T_a ∩ T_b|`` (b > a) for all pivot pairs when pass 1 is "table", or
+    "auto" and the table fits ``TABLE_MAX_BYTES``; otherwise an empty array."""
+    n_pivots = p_ptr.size - 1
+    dtype = np.dtype(np.uint16 if n_targets < 2**16 else np.uint32)
+    if not (mode == 3 or (mode == 0 and n_pivots * n_pivots * dtype.itemsize <= TABLE_MAX_BYTES)):
+        return np.zeros((0, 0), dtype=np.uint16)
+    table = np.zeros((n_pivots, n_pivots), dtype=dtype)
+    rows = list(_chunks(np.arange(n_pivots, dtype=np.int64), threads))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda r: _cocounts(p_ptr, p_idx, t_ptr, t_idx, r, table), rows))
+    return table
+
+
 def _chunks(anchors: np.ndarray, threads: int) -> Iterator[np.ndarray]:
     """About 100 chunks per thread, at least 16 targets each (progress and load balance)."""
     size = max(16, -(-anchors.size // (100 * threads)))
@@ -341,6 +373,8 @@ def _swing_rows(
     alpha: float,
     anchors: np.ndarray,
     mode: int,
+    table: np.ndarray,
+    narrow_max: int,
     count: np.ndarray,
     start: np.ndarray,
     cur: np.ndarray,
@@ -355,18 +389,25 @@ def _swing_rows(
     for t in anchors:
         piv = t_idx[t_ptr[t] : t_ptr[t + 1]]
         n = piv.size
+        # first[a]: where pivot a's targets start to matter; with the co-count table only
+        # targets x > t need a bucket (T_a is sorted).
+        first = np.empty(n, dtype=np.int64)
+        for a in range(n):
+            lo = p_ptr[piv[a]]
+            hi = p_ptr[piv[a] + 1]
+            first[a] = lo + np.searchsorted(p_idx[lo:hi], t, "right") if mode == 3 else lo
         # Bucket sizes |L_x| = |P_t ∩ P_x| of every target x sharing a pivot with t.
         nt = 0
         total = 0
         for a in range(n):
             p = piv[a]
-            for k in range(p_ptr[p], p_ptr[p + 1]):
+            for k in range(first[a], p_ptr[p + 1]):
                 x = p_idx[k]
                 if count[x] == 0:
                     touched[nt] = x
                     nt += 1
                 count[x] += 1
-            total += p_ptr[p + 1] - p_ptr[p]
+            total += p_ptr[p + 1] - first[a]
         off = 0
         pairs = 0
         for q in range(nt):
@@ -376,75 +417,23 @@ def _swing_rows(
             lid[x] = q
             off += count[x]
             pairs += count[x] * (count[x] - 1) // 2
-        # Pass 1 by bitsets (popcount of shared targets) or by scattering the buckets.
+        # Pass 1 from the co-count table, by bitsets (popcount of shared targets) or by
+        # scattering the buckets.
         words = (nt + 63) // 64
         use_bits = mode == 1 or (
             mode == 0
             and n * words * 8 <= _BITSET_MAX_BYTES
             and _BITSET_COST * (n * (n - 1) // 2) * words < pairs
         )
-        bits = np.zeros((n if use_bits else 0, words), dtype=np.uint64)
-        # Buckets: L_x lists the local pivot numbers a (ascending) of P_t ∩ P_x.
-        bucket = np.empty(total, dtype=np.int32)
-        for a in range(n):
-            p = piv[a]
-            for k in range(p_ptr[p], p_ptr[p + 1]):
-                x = p_idx[k]
-                bucket[cur[x]] = a
-                cur[x] += 1
-                if use_bits:
-                    q = lid[x]
-                    bits[a, q >> 6] |= np.uint64(1) << np.uint64(q & 63)
-        for q in range(nt):
-            x = touched[q]
-            cur[x] = start[x]
-        # Walk pivots a in order; cur[x] is a's own slot in every bucket x that holds a.
-        row = np.zeros(n, dtype=np.float64)
-        for a in range(n):
-            p = piv[a]
-            lo = p_ptr[p]
-            hi = p_ptr[p + 1]
-            # row[b] = |T_a ∩ T_b| for b > a ...
-            if use_bits:
-                ba = bits[a]
-                for b in range(a + 1, n):
-                    bb = bits[b]
-                    shared = 0
-                    for j in range(words):
-                        shared += _popcount(ba[j] & bb[j])
-                    row[b] = shared
-            else:
-                for b in range(a + 1, n):
-                    row[b] = 0.0
-                for k in range(lo, hi):
-                    x = p_idx[k]
-                    for j in range(cur[x] + 1, start[x] + count[x]):
-                        row[bucket[j]] += 1.0
-            # ... then the pair weight w_a·w_b / (α + |T_a ∩ T_b|).
-            wa = w[p]
-            for b in range(a + 1, n):
-                row[b] = wa * w[piv[b]] / (alpha + row[b])
-            # Pass 2: every bucket x > t holding a gains the weights of its members after a.
-            for k in range(lo, hi):
-                x = p_idx[k]
-                if x > t:
-                    j = cur[x] + 1
-                    end = start[x] + count[x]
-                    s0 = 0.0
-                    s1 = 0.0
-                    s2 = 0.0
-                    s3 = 0.0
-                    while j + 3 < end:
-                        s0 += row[bucket[j]]
-                        s1 += row[bucket[j + 1]]
-                        s2 += row[bucket[j + 2]]
-                        s3 += row[bucket[j + 3]]
-                        j += 4
-                    while j < end:
-                        s0 += row[bucket[j]]
-                        j += 1
-                    score[x] += (s0 + s1) + (s2 + s3)
-                cur[x] += 1
+        # Pass 2 reads the buckets about |L_x|/2 times each: narrow entries keep them in cache.
+        if n <= narrow_max:
+            bucket16 = np.empty(total, dtype=np.uint16)
+            _walk(t, piv, first, p_ptr, p_idx, w, alpha, mode == 3, use_bits, nt, table,
+                  count, start, cur, lid, touched, score, bucket16)  # fmt: skip
+        else:
+            bucket32 = np.empty(total, dtype=np.int32)
+            _walk(t, piv, first, p_ptr, p_idx, w, alpha, mode == 3, use_bits, nt, table,
+                  count, start, cur, lid, touched, score, bucket32)  # fmt: skip
         # Unordered pair sums × 2 = the ordered-pair sum of the formula.
         for q in range(nt):
             x = touched[q]
@@ -454,3 +443,116 @@ def _swing_rows(
                 _offer(out_nb, out_sc, x, t, s)
             count[x] = 0
             score[x] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(
+    t: int,
+    piv: np.ndarray,
+    first: np.ndarray,
+    p_ptr: np.ndarray,
+    p_idx: np.ndarray,
+    w: np.ndarray,
+    alpha: float,
+    use_table: bool,
+    use_bits: bool,
+    nt: int,
+    table: np.ndarray,
+    count: np.ndarray,
+    start: np.ndarray,
+    cur: np.ndarray,
+    lid: np.ndarray,
+    touched: np.ndarray,
+    score: np.ndarray,
+    bucket: np.ndarray,
+) -> None:
+    """Fill the buckets of target t, then walk its pivots adding pair weights to ``score``."""
+    n = piv.size
+    words = (nt + 63) // 64
+    bits = np.zeros((n if use_bits else 0, words), dtype=np.uint64)
+    # Buckets: L_x lists the local pivot numbers a (ascending) of P_t ∩ P_x.
+    for a in range(n):
+        p = piv[a]
+        for k in range(first[a], p_ptr[p + 1]):
+            x = p_idx[k]
+            bucket[cur[x]] = a
+            cur[x] += 1
+            if use_bits:
+                q = lid[x]
+                bits[a, q >> 6] |= np.uint64(1) << np.uint64(q & 63)
+    for q in range(nt):
+        x = touched[q]
+        cur[x] = start[x]
+    # Walk pivots a in order; cur[x] is a's own slot in every bucket x that holds a.
+    row = np.zeros(n, dtype=np.float64)
+    for a in range(n):
+        p = piv[a]
+        lo = first[a]
+        hi = p_ptr[p + 1]
+        # row[b] = |T_a ∩ T_b| for b > a ...
+        if use_table:
+            counts = table[p]
+            for b in range(a + 1, n):
+                row[b] = counts[piv[b]]
+        elif use_bits:
+            ba = bits[a]
+            for b in range(a + 1, n):
+                bb = bits[b]
+                shared = 0
+                for j in range(words):
+                    shared += _popcount(ba[j] & bb[j])
+                row[b] = shared
+        else:
+            for b in range(a + 1, n):
+                row[b] = 0.0
+            for k in range(lo, hi):
+                x = p_idx[k]
+                for j in range(cur[x] + 1, start[x] + count[x]):
+                    row[bucket[j]] += 1.0
+        # ... then the pair weight w_a·w_b / (α + |T_a ∩ T_b|).
+        wa = w[p]
+        for b in range(a + 1, n):
+            row[b] = wa * w[piv[b]] / (alpha + row[b])
+        # Pass 2: every bucket x > t holding a gains the weights of its members after a.
+        for k in range(lo, hi):
+            x = p_idx[k]
+            if x > t:
+                j = cur[x] + 1
+                end = start[x] + count[x]
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                while j + 3 < end:
+                    s0 += row[bucket[j]]
+                    s1 += row[bucket[j + 1]]
+                    s2 += row[bucket[j + 2]]
+                    s3 += row[bucket[j + 3]]
+                    j += 4
+                while j < end:
+                    s0 += row[bucket[j]]
+                    j += 1
+                score[x] += (s0 + s1) + (s2 + s3)
+            cur[x] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _cocounts(
+    p_ptr: np.ndarray,
+    p_idx: np.ndarray,
+    t_ptr: np.ndarray,
+    t_idx: np.ndarray,
+    rows: np.ndarray,
+    table: np.ndarray,
+) -> None:
+    """``table[a, b] = |T_a ∩ T_b|`` for pivots a in ``rows`` and every b > a."""
+    for a in rows:
+        out = table[a]
+        for k in range(p_ptr[a], p_ptr[a + 1]):
+            x = p_idx[k]
+            # P_x is sorted: walk it from the top down to a.
+            for m in range(t_ptr[x + 1] - 1, t_ptr[x] - 1, -1):
+                b = t_idx[m]
+                if b <= a:
+                    break
+                out[b] += 1
