@@ -10,8 +10,8 @@ invisible to tracemalloc); ``peak_mib`` is that peak for the whole process.
 The reference needs ~8·10⁹ set intersections on all 2,999 users (about 37 h, see
 PEERS.md), so both implementations also run on the users with id ≤ ``--ref-users``, where
 their results are compared and their times give a ratio. On all ratings the version before
-issue 17 (per-target co-counts, 32-bit buckets) runs beside today's. Subsets: all 487,650 ratings, and
-the positives (rating > 3) that TRAWL mines its contrastive positives from.
+issue 17 (per-target co-counts, 32-bit buckets) runs beside today's. Subsets: all 487,650
+ratings, and the positives (rating > 3) that TRAWL mines its contrastive positives from.
 
     .venv/bin/python benchmarks/bench_swing.py [--data ../shared/data] [--ref-users 300]
         [--jobs 1 2] [--skip-reference]
