@@ -8,12 +8,14 @@ STAMP := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
+# Spark (the "spark" extra) runs on a Java runtime from Debian's packages when absent.
 # torch is pinned and installed first: an unpinned torch would pull GBs of CUDA wheels.
 $(STAMP): pyproject.toml
+	command -v java >/dev/null || tools/apt-install Spark default-jre-headless
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,llm,model,gpu]'
+	$(BIN)/pip install --quiet -e '.[dev,llm,model,gpu,spark]'
 	$(BIN)/knowrec llm pull qwen2.5-coder-1.5b
 	touch $(STAMP)
 

@@ -41,3 +41,18 @@ def demo_trawl_items(tiny_world: World, session_llm: object) -> pl.DataFrame:
     settings = demo_config().knowledge.settings
     gen = KnowledgeGenerator(settings, llm=session_llm, progress=False)
     return gen.generate(tiny_world.movies, "trawl", "item")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """A local Spark session (two cores) for the tests of knowrec.spark; skipped without a
+    Java runtime (`.ci/run` installs one)."""
+    import shutil
+
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        pytest.skip("no Java runtime: the Spark tests need one (apt-get install default-jre)")
+    from knowrec.spark import spark_session
+
+    session = spark_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
