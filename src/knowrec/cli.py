@@ -462,6 +462,10 @@ def run_config(
             help="override a setting: key.path=value (TOML value), e.g. judge.eval_triggers=12",
         ),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="where the batch steps run: local or spark (default: the config)"),
+    ] = None,
 ) -> None:
     """Run an experiment config (TRAWL or Explore Further).
 
@@ -470,8 +474,13 @@ def run_config(
     """
     from knowrec.config import pipeline_runner
 
+    overrides = list(set_ or [])
+    if engine is not None:
+        from knowrec.spark import check_engine
+
+        overrides.append(f'engine="{check_engine(engine)}"')
     runner = pipeline_runner(config)
-    runner(config, out or Path("runs") / config.stem, console=console, overrides=set_ or [])
+    runner(config, out or Path("runs") / config.stem, console=console, overrides=overrides)
 
 
 @app.command("recommend")

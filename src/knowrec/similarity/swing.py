@@ -157,13 +157,7 @@ def swing(
     (None: all available cores). Empty input gives an empty result; an entity with no other
     entity sharing two pivots with it gets no neighbour (positive -1 / None).
     """
-    if side not in ("user", "item"):
-        raise ConfigError(f"side must be 'user' or 'item', got {side!r}")
-    _check_number("alpha", alpha, minimum=0.0)
-    _check_number("beta", beta, minimum=0.0)
-    _check_number("c", c, minimum=0.0)
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
-        raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+    check_swing_args(side, alpha, beta, c, top_k)
     if _pass1 not in _PASS1:
         raise ConfigError(f"_pass1 must be one of {sorted(_PASS1)}, got {_pass1!r}")
     threads = _threads(n_jobs)
@@ -272,6 +266,17 @@ class _Scratch:
         self.local = np.zeros(self.n, dtype=np.int64)
         self.touched = np.zeros(self.n, dtype=np.int64)
         self.score = np.zeros(self.n, dtype=np.float64)
+
+
+def check_swing_args(side: str, alpha: float, beta: float, c: float, top_k: int) -> None:
+    """A :class:`ConfigError` for a side or parameter that SWING does not take."""
+    if side not in ("user", "item"):
+        raise ConfigError(f"side must be 'user' or 'item', got {side!r}")
+    _check_number("alpha", alpha, minimum=0.0)
+    _check_number("beta", beta, minimum=0.0)
+    _check_number("c", c, minimum=0.0)
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+        raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
 
 
 def _threads(n_jobs: int | None) -> int:

@@ -82,6 +82,8 @@ class TrawlConfig(Section):
     ablation_backbones: list[str] | None = None  # default: every backbone
     sweep: dict[Literal["w1", "w2", "tau"], list[float]] = Field(default_factory=dict)
     sweep_backbone: str = "din"
+    engine: Literal["local", "spark"] = "local"  # where SWING runs (docs/scaling.md)
+    spark: dict[str, str | int | float | bool] = Field(default_factory=dict)  # spark.* keys
 
     @model_validator(mode="after")
     def _check_components(self) -> TrawlConfig:
@@ -109,5 +111,5 @@ class TrawlConfig(Section):
 NOT_TRAINING = (
     "pipeline", "name", "plugins", "data", "protocol", "knowledge", "encoder", "swing",
     "backbones", "backbone_params", "w1", "w2", "tau", "seeds", "ablations",
-    "ablation_backbones", "sweep", "sweep_backbone",
+    "ablation_backbones", "sweep", "sweep_backbone", "engine", "spark",
 )  # fmt: skip

@@ -148,7 +148,12 @@ def run_trawl(
     partners = run.stage(
         "swing",
         config_slice(cfg.swing),
-        lambda d: save_frames(d, swing_positives(samples["train"], cfg.swing)),
+        lambda d: save_frames(
+            d,
+            swing_positives(
+                samples["train"], cfg.swing, engine=cfg.engine, spark=cfg.spark, workdir=d
+            ),
+        ),
         load_frames,
         after=["protocol"],
     )

@@ -74,19 +74,30 @@ def encode_table(table: pl.DataFrame, model: str, cache: Path) -> tuple[list[str
     return ok["id"].to_list(), vectors
 
 
-def swing_positives(train: pl.DataFrame, cfg: SwingSection) -> dict[str, pl.DataFrame]:
-    """Each training user's (item's) highest-SWING other user (item), over positives."""
-    from knowrec.similarity import swing
-
+def swing_positives(
+    train: pl.DataFrame,
+    cfg: SwingSection,
+    *,
+    engine: str = "local",
+    spark: dict[str, Any] | None = None,
+    workdir: Path | None = None,
+) -> dict[str, pl.DataFrame]:
+    """Each training user's (item's) highest-SWING other user (item), over positives; on
+    Spark (``engine="spark"``, session ``spark`` settings) through Parquet in ``workdir``."""
     liked = train.filter(pl.col("label") == 1)
     opts = {
         "alpha": cfg.alpha,
         "beta": cfg.beta,
         "max_users_per_item": cfg.max_users_per_item,
         "max_items_per_user": cfg.max_items_per_user,
-        "top_k": 1,
     }
-    return {s: swing(liked, side=s, **opts).positives_frame() for s in ("user", "item")}
+    if engine == "spark":
+        from knowrec.spark.swing import positives_via_spark
+
+        return positives_via_spark(liked, spark or {}, workdir or Path("."), **opts)
+    from knowrec.similarity import swing
+
+    return {s: swing(liked, side=s, top_k=1, **opts).positives_frame() for s in ("user", "item")}
 
 
 def feature_spec(data: Dataset, cfg: FeaturesSection, *, max_len: int) -> Any:
