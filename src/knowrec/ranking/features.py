@@ -13,10 +13,11 @@ and listing the new names in the ranker's ``features``::
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import polars as pl
 
@@ -71,6 +72,11 @@ def path_columns(pairs: pl.DataFrame, prefix: str = "path_") -> list[str]:
     per-path scores plus ``score`` (fusion), ``rank`` and ``n_paths`` when present."""
     names = [c for c in pairs.columns if c.startswith(prefix)]
     return names + [c for c in ("score", "rank", "n_paths") if c in pairs.columns]
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    """A Parquet file, or a directory of part files as Spark writes them."""
+    return pl.read_parquet(path / "*.parquet" if path.is_dir() else path)
 
 
 class CoEngagementFeatures:
@@ -184,25 +190,35 @@ class CoEngagementFeatures:
             raise ConfigError("co-engagement features are not fitted: nothing to save")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self._pairs.write_parquet(out / "pairs.parquet")
-        self._items.write_parquet(out / "items.parquet")
-        meta = {
+        for name, table in (("pairs", self._pairs), ("items", self._items)):
+            path = out / f"{name}.parquet"
+            if path.is_dir():  # a table Spark saved here before
+                shutil.rmtree(path)
+            table.write_parquet(path)
+        (out / "features.json").write_text(json.dumps(self.settings(), indent=2))
+        return out
+
+    def settings(self) -> dict[str, Any]:
+        """What ``features.json`` holds: the constructor's arguments and ``now``."""
+        if self.now is None:
+            raise ConfigError("co-engagement features are not fitted: no settings to save")
+        return {
             "rule": self.rule,
             "windows_days": list(self.windows_days),
             "session_col": self.session_col,
             "max_session_items": self.max_session_items,
             "now": self.now.isoformat(),
         }
-        (out / "features.json").write_text(json.dumps(meta, indent=2))
-        return out
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
+        """Features saved by :meth:`save` or by Spark
+        (:func:`knowrec.spark.coengagement.fit_coengagement_features_spark`, whose tables
+        are directories of Parquet part files, read here as one table each)."""
         src = Path(directory)
         try:
             meta = json.loads((src / "features.json").read_text())
-            pairs = pl.read_parquet(src / "pairs.parquet")
-            items = pl.read_parquet(src / "items.parquet")
+            pairs, items = (_read_table(src / f"{name}.parquet") for name in ("pairs", "items"))
             now = datetime.fromisoformat(meta.pop("now"))
             feats = cls(**meta)
         except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:

@@ -4,6 +4,9 @@ Everything here gives the same results as the in-process version it mirrors, so 
 move a step to a cluster by changing ``engine = "spark"`` in the config (or ``--engine``):
 
 - :func:`knowrec.spark.swing.swing_spark` — SWING positives (:func:`knowrec.similarity.swing`);
+- :mod:`knowrec.spark.coengagement` — sessions (:func:`knowrec.data.protocol.sessionize`),
+  co-click counts (:func:`knowrec.similarity.coclick.coclick_counts`) and the stage-1
+  co-engagement tables, saved for :meth:`knowrec.ranking.features.CoEngagementFeatures.load`;
 
 A step reads Spark DataFrames (or Parquet) and writes Parquet. :func:`spark_session` builds
 the session from the user's settings (``spark.master`` and any other ``spark.*`` key);
