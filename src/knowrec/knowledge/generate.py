@@ -33,9 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -446,6 +447,13 @@ class KnowledgeGenerator:
             )
         return out
 
+    def validator(self, method: str, side: Side) -> Callable[[Any], Any]:
+        """What :meth:`generate` accepts as an LLM answer of ``method`` (a picklable
+        callable, so that it can run on Spark executors too)."""
+        if method == "trawl":
+            return partial(_clean_fields, self.domain, side)
+        return _answer_text
+
     def _generate_llm(
         self,
         ids: list[str],
@@ -455,24 +463,24 @@ class KnowledgeGenerator:
         phash: str | None,
     ) -> pl.DataFrame:
         requests = self.requests(method, side, values, ids)
-        if method == "trawl":
-
-            def validate(value: Any) -> dict[str, Any]:
-                return self.domain.clean(value, side)
-        else:
-
-            def validate(value: Any) -> str:
-                text = _whole_sentences(" ".join(str(value).split()))
-                if len(text) < 3:
-                    raise ValueError("empty answer")
-                return text
-
         results = self.llm.map(
             requests,
-            validate=validate,
+            validate=self.validator(method, side),
             progress=self.progress,
             desc=f"{method} {side}s",
         )
+        return self.results_table(ids, side, method, results, phash)
+
+    def results_table(
+        self,
+        ids: list[str],
+        side: Side,
+        method: str,
+        results: Sequence[Any],
+        phash: str | None,
+    ) -> pl.DataFrame:
+        """The knowledge table of ``method`` from the LLM results of ``ids`` (one each, in
+        order); adds their counts and times to :attr:`stats`."""
         texts: list[str | None] = []
         fields: list[str | None] = []
         status: list[str] = []
@@ -506,6 +514,17 @@ class KnowledgeGenerator:
                 errors.append(result.error or "no answer")
         model = getattr(self.llm, "model_id", None) or getattr(self.llm, "model", None)
         return _table(ids, side, method, texts, fields, model, phash, status, errors)
+
+
+def _clean_fields(domain: Domain, side: Side, value: Any) -> dict[str, Any]:
+    return domain.clean(value, side)
+
+
+def _answer_text(value: Any) -> str:
+    text = _whole_sentences(" ".join(str(value).split()))
+    if len(text) < 3:
+        raise ValueError("empty answer")
+    return text
 
 
 def _whole_sentences(text: str) -> str:

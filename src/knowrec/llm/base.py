@@ -397,7 +397,7 @@ class LLM(ABC):
         todo: dict[str, list[int]] = {}
         for i, (request, key) in enumerate(zip(items, keys, strict=True)):
             row = stored.get(key)
-            hit = None if row is None else self._from_row(row, request, validate, retry_failed)
+            hit = None if row is None else self.from_row(row, request, validate, retry_failed)
             if hit is None:
                 todo.setdefault(key, []).append(i)
             else:
@@ -634,24 +634,36 @@ class LLM(ABC):
     def _store(self, key: str, kind: str, result: Result) -> None:
         if self.cache is None:
             return
-        self.cache.put(
-            key,
-            {
-                "backend": self.backend,
-                "model": self.model_id,
-                "kind": kind,
-                "status": "ok" if result.ok else "failed",
-                "text": result.text,
-                "value": json.dumps(result.raw) if result.ok else None,
-                "error": result.error,
-                "attempts": result.attempts,
-                "truncated": result.truncated,
-                "total_ms": result.total_ms,
-                **{name: getattr(result, name) for name in STATS},
-            },
-        )
+        self.cache.put(key, self.cache_row(kind, result))
 
-    def _from_row(
+    def cache_row(self, kind: str, result: Result) -> dict[str, Any]:
+        """The row a result is stored as in a :class:`ResultCache` (``kind`` is the
+        request's); :meth:`from_row` reads it back."""
+        return {
+            "backend": self.backend,
+            "model": self.model_id,
+            "kind": kind,
+            "status": "ok" if result.ok else "failed",
+            "text": result.text,
+            "value": json.dumps(result.raw) if result.ok else None,
+            "error": result.error,
+            "attempts": result.attempts,
+            "truncated": result.truncated,
+            "total_ms": result.total_ms,
+            **{name: getattr(result, name) for name in STATS},
+        }
+
+    def answer(
+        self, work: Sequence[tuple[str, Request]], validate: Validator | None = None
+    ) -> Iterator[tuple[str, Result, dict[str, Any] | None]]:
+        """Compute (key, request) pairs without the cache (as :meth:`map` does), yielding
+        as items finish: the key, the result and its :meth:`cache_row` — None for an
+        outcome :meth:`map` would not store (a refused request, an unexpected error)."""
+        kinds = {key: request.kind for key, request in work}
+        for key, result, storable in self._compute(list(work), validate):
+            yield key, result, self.cache_row(kinds[key], result) if storable else None
+
+    def from_row(
         self,
         row: Mapping[str, Any],
         request: Request,

@@ -7,6 +7,10 @@ move a step to a cluster by changing ``engine = "spark"`` in the config (or ``--
 - :mod:`knowrec.spark.coengagement` — sessions (:func:`knowrec.data.protocol.sessionize`),
   co-click counts (:func:`knowrec.similarity.coclick.coclick_counts`) and the stage-1
   co-engagement tables, saved for :meth:`knowrec.ranking.features.CoEngagementFeatures.load`;
+- :func:`knowrec.spark.llm.generate_knowledge_spark` — LLM knowledge generation
+  (:meth:`knowrec.knowledge.KnowledgeGenerator.generate`), its requests answered by an
+  OpenAI-compatible server from every partition; :func:`knowrec.spark.llm.answer_requests_spark`
+  for any batch of LLM requests;
 
 A step reads Spark DataFrames (or Parquet) and writes Parquet. :func:`spark_session` builds
 the session from the user's settings (``spark.master`` and any other ``spark.*`` key);
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,6 +71,8 @@ def spark_session(settings: Mapping[str, Any] | None = None) -> SparkSession:
             "apt-get install openjdk-17-jre-headless, or JAVA_HOME set"
         )
     conf = {**_DEFAULTS, **{str(k): str(v) for k, v in (settings or {}).items()}}
+    if conf["spark.master"].startswith("local"):  # Python workers: this interpreter (venv)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     bad = [k for k in conf if not k.startswith("spark.")]
     if bad:
         raise ConfigError(f"Spark settings must be spark.* keys, got {bad}")
