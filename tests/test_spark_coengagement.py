@@ -185,3 +185,22 @@ def test_rules_and_columns_refused(spark_sessions: DataFrame) -> None:
         coengagement_tables_spark(spark_sessions.drop("session_id"))
     with pytest.raises(ConfigError, match="user_id"):
         sessionize_spark(spark_sessions.drop("user_id"))
+
+
+def test_explore_stage1_features_with_engine_spark(sessions: pl.DataFrame, tmp_path: Path) -> None:
+    """``engine = "spark"`` in an Explore config: the stage-1 features come from Spark and
+    equal the in-process ones."""
+    from knowrec.explore.config import ExploreConfig
+    from knowrec.explore.stages import _features
+
+    local_cfg = ExploreConfig.model_validate({"sessions": {"rule": "rating >= 4"}})
+    spark_cfg = local_cfg.model_copy(
+        update={"engine": "spark", "spark": {"spark.master": "local[2]"}}
+    )
+    local = _features(sessions, CUT, local_cfg, tmp_path / "local")
+    remote = _features(sessions, CUT, spark_cfg, tmp_path / "spark")
+    assert (tmp_path / "spark" / "pairs.parquet").is_dir()
+    assert not (tmp_path / "spark" / "history.parquet").exists()
+    items = sessions["item_id"].unique().sort().to_list()[:15]
+    pairs = pl.DataFrame({"trigger_id": items}).join(pl.DataFrame({"item_id": items}), how="cross")
+    assert_frame_equal(remote.transform(pairs), local.transform(pairs))

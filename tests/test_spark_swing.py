@@ -107,3 +107,25 @@ def test_bad_options_are_config_errors(spark: Any, log: pl.DataFrame) -> None:
         swing_spark(frame.drop("timestamp"), max_items_per_user=3)
     with pytest.raises(ConfigError, match="alpha"):
         swing_spark(frame, alpha=-1.0)
+
+
+def test_engine_settings_are_checked(tmp_path: Path) -> None:
+    from knowrec.config import validate
+    from knowrec.spark import check_engine
+    from knowrec.trawl.config import KnowledgeSection, TrawlConfig
+    from knowrec.trawl.stages import knowledge_table
+
+    with pytest.raises(ConfigError, match="engine"):
+        validate(TrawlConfig, {"engine": "dask"})
+    with pytest.raises(ConfigError, match="engine must be one of"):
+        check_engine("dask")
+    assert validate(TrawlConfig, {"engine": "spark"}).engine == "spark"
+    # LLM knowledge on Spark goes through an OpenAI-compatible server, not the local model
+    from knowrec.data.synth import generate_world
+
+    world = generate_world(seed=0, size="tiny")
+    with pytest.raises(ConfigError, match="openai"):
+        knowledge_table(
+            world.movies, world.movies.interactions, KnowledgeSection(), "trawl", "item",
+            tmp_path / "c.sqlite", engine="spark",
+        )  # fmt: skip

@@ -216,6 +216,8 @@ class ExploreConfig(Section):
     stage2: RankerConfig = RankerConfig()
     final: FinalConfig = FinalConfig()
     serve: ServeConfig = ServeConfig()
+    engine: Literal["local", "spark"] = "local"  # where the co-engagement counts run
+    spark: dict[str, str | int | float | bool] = Field(default_factory=dict)  # spark.* keys
 
     @model_validator(mode="after")
     def _quality(self) -> ExploreConfig:

@@ -21,7 +21,7 @@ import polars as pl
 from knowrec.data.config import load_data
 from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
-from knowrec.explore.config import ExploreConfig, ExploreData, PathSpec, RankerConfig
+from knowrec.explore.config import ExploreConfig, ExploreData, PathSpec
 from knowrec.explore.service import cross_encoder_class, open_store
 from knowrec.ranking import CoEngagementFeatures
 from knowrec.ranking.cascade import RankingCascade, text_cosine
@@ -334,10 +334,24 @@ def impressions(
     )
 
 
-def _features(history: pl.DataFrame, now: datetime, cfg: RankerConfig, rule: str) -> Any:
-    from knowrec.ranking import CoEngagementFeatures
+def _features(history: pl.DataFrame, now: datetime, cfg: ExploreConfig, out: Path) -> Any:
+    """Co-engagement features counted over ``history`` before ``now``, saved in ``out``;
+    on Spark with ``engine = "spark"`` (the history goes through ``out/history.parquet``)."""
+    rule, windows = cfg.sessions.rule, cfg.stage1.windows_days
+    if cfg.engine == "spark":
+        from knowrec.spark import spark_session
+        from knowrec.spark.coengagement import fit_coengagement_features_spark
 
-    return CoEngagementFeatures(rule=rule, windows_days=cfg.windows_days).fit(history, now=now)
+        out.mkdir(parents=True, exist_ok=True)
+        source = out / "history.parquet"
+        history.write_parquet(source)
+        rows = spark_session(cfg.spark).read.parquet(str(source))
+        fit_coengagement_features_spark(rows, out, rule=rule, windows_days=windows, now=now)
+        source.unlink()
+        return CoEngagementFeatures.load(out)
+    feats = CoEngagementFeatures(rule=rule, windows_days=windows).fit(history, now=now)
+    feats.save(out)
+    return feats
 
 
 def _with_features(
@@ -364,12 +378,9 @@ def fit_stage1(
     scores of every served pair (features from *fit + label*)."""
     from knowrec.ranking import LGBMRanker
 
-    rule = cfg.sessions.rule
-    feats_fit = _features(sess["fit"], sess["label"]["timestamp"].min(), cfg.stage1, rule)
+    feats_fit = _features(sess["fit"], sess["label"]["timestamp"].min(), cfg, out / "features_fit")
     history = pl.concat([sess["fit"], sess["label"]])
-    feats_serve = _features(history, sess["test"]["timestamp"].min(), cfg.stage1, rule)
-    feats_fit.save(out / "features_fit")
-    feats_serve.save(out / "features")
+    feats_serve = _features(history, sess["test"]["timestamp"].min(), cfg, out / "features")
     info: dict[str, Any] = {}
     for set_name in SETS:
         fit_c, serve_c = cand[f"{set_name}_fit"], cand[f"{set_name}_serve"]

@@ -82,7 +82,7 @@ class TrawlConfig(Section):
     ablation_backbones: list[str] | None = None  # default: every backbone
     sweep: dict[Literal["w1", "w2", "tau"], list[float]] = Field(default_factory=dict)
     sweep_backbone: str = "din"
-    engine: Literal["local", "spark"] = "local"  # where SWING runs (docs/scaling.md)
+    engine: Literal["local", "spark"] = "local"  # where SWING and LLM knowledge run
     spark: dict[str, str | int | float | bool] = Field(default_factory=dict)  # spark.* keys
 
     @model_validator(mode="after")

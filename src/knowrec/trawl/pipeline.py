@@ -120,7 +120,7 @@ def run_trawl(
             def build(d: Path, method: str = method, side: str = side) -> None:
                 table = knowledge_table(
                     data, samples["history"], cfg.knowledge, method, side,
-                    run.dir / "llm-cache.sqlite",
+                    run.dir / "llm-cache.sqlite", engine=cfg.engine, spark=cfg.spark,
                 )  # fmt: skip
                 table.write_parquet(d / "knowledge.parquet")
 
