@@ -2,16 +2,19 @@
 of :func:`knowrec.similarity.swing`, for logs that outgrow one machine.
 
 With targets t (the side scored) and pivots p (the other side), as in the in-process
-version, the job is three shuffles:
+version, the job is:
 
-1. **pivot pairs**: the rows (t, a, b) of every target with two of its pivots a < b, grouped
+1. **the graph** (caps applied) and each id as a long key that keeps the id order (joins and
+   sums on longs are several times faster than on strings); kept on the executors
+   (``localCheckpoint``), since every later step reads it;
+2. **pivot pairs**: the rows (t, a, b) of every target with two of its pivots a < b, grouped
    by (a, b) into ``c_ab = |T_a ∩ T_b|`` and the sorted list ``T_a ∩ T_b``; pairs with
-   ``c_ab < 2`` are dropped (they pair no two targets). Rows: Σ_t |P_t|²/2.
-2. **target pairs**: each pivot pair gives the weight ``2·w_a·w_b / (α + c_ab)`` to every pair
-   t < x of its list (generated inside the row, not by a join); summed by (t, x) with
-   map-side partial sums. Rows generated: Σ_ab c_ab²/2 — the work of the formula, which
-   the caps bound.
-3. **top-k**: both orders of each pair, ranked per target by score, then id.
+   ``c_ab < 2`` are dropped (they pair no two targets). Rows: Σ_t |P_t|²/2;
+3. **target pairs**: each pivot pair gives the weight ``2·w_a·w_b / (α + c_ab)`` to every pair
+   t < x of its list (``posexplode`` and the list's tail, generated inside the row, not by
+   a join); summed by (t, x) with map-side partial sums. Rows generated: Σ_ab c_ab²/2 —
+   the work of the formula, which the caps bound;
+4. **top-k**: both orders of each pair, ranked per target by score, then id.
 
 Scores equal the in-process ones up to floating-point summation order (relative
 differences ~1e-15), so top-k lists are the same except where two scores are tied to the
@@ -55,7 +58,8 @@ def swing_spark(
     ``time_col`` when a cap is set). Arguments as :func:`knowrec.similarity.swing`. Returns
     the long table of :meth:`SwingResult.to_frame`: ``id``, ``rank`` (0 = best),
     ``neighbour_id``, ``score``; entities without a neighbour have no row (see
-    :func:`positives_spark`). Nothing is computed until the result is written or collected.
+    :func:`positives_spark`). The capped graph is computed when this is called (step 1
+    above); the rest when the result is written or collected.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -73,15 +77,20 @@ def swing_spark(
         time_col=time_col,
         max_users_per_item=max_users_per_item,
         max_items_per_user=max_items_per_user,
-    )
+    ).localCheckpoint()  # computed once here, read four times below
     t_col, p_col = ("i", "u") if side == "item" else ("u", "i")
-    e = edges.select(F.col(t_col).alias("t"), F.col(p_col).alias("p"))
+    # Ids become long keys that keep their order (ties are broken by the smaller id):
+    # joins and sums on longs are several times faster than on strings.
+    t_keys, p_keys = _ordered_keys(edges, t_col), _ordered_keys(edges, p_col)
+    e = edges.join(t_keys.withColumnRenamed("key", "t"), t_col).join(
+        p_keys.withColumnRenamed("key", "p"), p_col
+    )
     weight = F.lit(1.0)
     if beta != 0:
         degree = e.groupBy("p").agg(F.count("*").alias("deg"))
         weight = F.pow(F.col("deg") + F.lit(float(c)), F.lit(-float(beta)))
         e = e.join(degree, "p")
-    e = e.select("t", "p", weight.alias("w"))
+    e = e.select("t", "p", weight.alias("w")).localCheckpoint()  # read twice
 
     left = e.select("t", F.col("p").alias("a"), F.col("w").alias("wa"))
     right = e.select("t", F.col("p").alias("b"), F.col("w").alias("wb"))
@@ -98,19 +107,12 @@ def swing_spark(
         .where(F.col("c") >= 2)
     )
     pair_weight = 2.0 * F.col("wa") * F.col("wb") / (F.lit(float(alpha)) + F.col("c"))
-    # Every pair ts[i] < ts[j] of the sorted list, as structs, generated inside the row.
-    pairs = F.flatten(
-        F.transform(
-            F.sequence(F.lit(0), F.size("ts") - 2),
-            lambda i: F.transform(
-                F.slice("ts", i + 2, F.size("ts") - i - 1),
-                lambda x: F.struct(F.element_at("ts", i + 1).alias("t"), x.alias("x")),
-            ),
-        )
-    )
+    # Every pair ts[i] < ts[j] of the sorted list: posexplode, then explode the tail.
+    firsts = pivot_pairs.select("ts", pair_weight.alias("s"), F.posexplode("ts").alias("i", "t"))
+    tail = F.slice("ts", F.col("i") + 2, F.size("ts") - F.col("i") - 1)
     scores = (
-        pivot_pairs.select(pair_weight.alias("s"), F.explode(pairs).alias("tx"))
-        .groupBy(F.col("tx.t").alias("t"), F.col("tx.x").alias("x"))
+        firsts.select("t", "s", F.explode(tail).alias("x"))
+        .groupBy("t", "x")
         .agg(F.sum("s").alias("s"))
         .where(F.col("s") > 0)
     )
@@ -118,16 +120,23 @@ def swing_spark(
         scores.select(F.col("x").alias("t"), F.col("t").alias("x"), "s")
     )
     rank = F.row_number().over(Window.partitionBy("t").orderBy(F.desc("s"), F.asc("x"))) - 1
+    top = both.select("t", "x", "s", rank.alias("rank")).where(F.col("rank") < top_k)
     return (
-        both.select("t", "x", "s", rank.alias("rank"))
-        .where(F.col("rank") < top_k)
+        top.join(t_keys.select(F.col("key").alias("t"), F.col(t_col).alias("id")), "t")
+        .join(t_keys.select(F.col("key").alias("x"), F.col(t_col).alias("neighbour_id")), "x")
         .select(
-            F.col("t").alias("id"),
-            F.col("rank").cast("int").alias("rank"),
-            F.col("x").alias("neighbour_id"),
-            F.col("s").alias("score"),
+            "id", F.col("rank").cast("int").alias("rank"), "neighbour_id", F.col("s").alias("score")
         )
     )
+
+
+def _ordered_keys(edges: DataFrame, col: str) -> DataFrame:
+    """``col`` and ``key``: a long per distinct value, increasing with the value (a sorted
+    frame's partitions come in order, and so do their monotonically increasing ids)."""
+    from pyspark.sql import functions as F
+
+    values = edges.select(col).distinct().orderBy(col)
+    return values.select(col, F.monotonically_increasing_id().alias("key"))
 
 
 def graph_spark(
