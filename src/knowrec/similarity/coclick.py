@@ -39,7 +39,7 @@ def coclick_counts(
     """Symmetric co-click counts ``(item_a, item_b, count[, count_<d>d …, last_time])``.
 
     An item counts once per session. Sessions longer than ``max_session_items`` keep
-    their most recent items (bounding the pair explosion). ``windows_days`` adds counts
+    their most recent items (bounding the pair explosion; equal times: smaller item ids). ``windows_days`` adds counts
     of sessions whose last engagement is within ``d`` days before ``now`` (default: the
     latest timestamp). ``item_a != item_b``; both orders are present.
     """
@@ -50,9 +50,10 @@ def coclick_counts(
         raise ConfigError("max_session_items must be at least 2")
     rows = satisfied(inter, rule).filter(pl.col(session_col).is_not_null())
     has_time = "timestamp" in rows.columns
-    order = [session_col, "timestamp"] if has_time else [session_col]
+    # Latest first; equal times: the smaller item id (a total order, so the cap is exact).
+    order = [session_col, "timestamp", "item_id"] if has_time else [session_col, "item_id"]
     per = (
-        rows.sort(order, descending=[False] + [True] * has_time)
+        rows.sort(order, descending=[False, True, False] if has_time else [False, False])
         .unique([session_col, "item_id"], keep="first", maintain_order=True)
         .filter(pl.int_range(pl.len()).over(session_col) < max_session_items)
     )
