@@ -15,7 +15,8 @@ Each (size, step, engine) runs in its own child process. Memory: peak RSS of the
 (in process), and of the child plus its JVM (Spark). Spark's time includes its start (a few
 seconds, also reported alone). At 1× the results of the two engines are compared.
 
-    .venv/bin/python benchmarks/bench_scaling.py [--sizes 1 2 4 8] [--master local[2]]
+    .venv/bin/python benchmarks/bench_scaling.py [--sizes 1 2 4 8] [--spark-max 8]
+        [--master local[2]]
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--steps", nargs="+", default=["swing", "coengagement"])
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--spark-max", type=int, default=8, help="largest size run on Spark")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -221,7 +223,7 @@ def main() -> None:
             source = out_dir / "interactions.parquet"
             data.write_parquet(source)
             for step in args.steps:
-                for engine in ("local", "spark"):
+                for engine in ("local", "spark") if k <= args.spark_max else ("local",):
                     spec = {"source": str(source), "out": str(out_dir), "step": step,
                             "engine": engine, "master": args.master}  # fmt: skip
                     res = run_child(spec)
