@@ -1,11 +1,12 @@
-"""A real `knowrec serve` (or any HTTP server command) and a real redis-server in
-subprocesses, for the tests."""
+"""A real `knowrec serve` (or any HTTP server command), a real redis-server and a real
+llama.cpp server in subprocesses, for the tests."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -85,3 +86,40 @@ def redis_server(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@contextmanager
+def llama_server(
+    model: Path, log: Path, *, threads: int = 1, api_key: str | None = None
+) -> Iterator[str]:
+    """``python -m llama_cpp.server`` with ``model`` on a free loopback port (context 1024,
+    output in ``log``): its ``/v1`` URL once it answers, stopped on exit."""
+    port = free_port()
+    key = ["--api_key", api_key] if api_key else []
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
+             "--n_threads", str(threads), "--n_threads_batch", str(threads), *key],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            try:
+                if httpx.get(f"{url}/models", headers=auth, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -24,7 +24,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 
@@ -45,7 +44,7 @@ from knowrec.llm import (
 )
 from knowrec.llm.base import check_schema
 from knowrec.llm.models import ChunkPart, get_spec, is_pulled
-from tests.serving import free_port
+from tests.serving import free_port, llama_server
 
 THREADS = int(os.environ.get("KNOWREC_TEST_THREADS", "2"))
 KNOWREC = [sys.executable, "-m", "knowrec"]
@@ -530,36 +529,9 @@ def test_cli_chat_with_a_json_schema(model_path: Path, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` with the real model on a free loopback port."""
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-             "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
-             "--api_key", "sekret"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                auth = {"Authorization": "Bearer sekret"}
-                if httpx.get(f"{url}/models", headers=auth, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+    with llama_server(model_path, log, threads=THREADS, api_key="sekret") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

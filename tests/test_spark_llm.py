@@ -9,14 +9,10 @@ side, not only on knowrec's.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -26,7 +22,7 @@ from knowrec.errors import LLMError
 from knowrec.knowledge import KNOWLEDGE_SCHEMA, KnowledgeGenerator
 from knowrec.llm import DEFAULT_MODEL, ResultCache, make_llm, pull
 from knowrec.spark.llm import generate_knowledge_spark
-from tests.serving import free_port
+from tests.serving import free_port, llama_server
 
 pytestmark = pytest.mark.slow
 
@@ -41,37 +37,10 @@ CHAT = "POST /v1/chat/completions"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """``python -m llama_cpp.server`` with the real model on a free loopback port (one
-    thread, a small context): its URL and its log."""
-    model = pull(DEFAULT_MODEL)
-    port = free_port()
+    """A real llama.cpp server with the model (one thread): its URL and its log."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-             "--n_threads", "1", "--n_threads_batch", "1"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+    with llama_server(pull(DEFAULT_MODEL), log) as url:
         yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def settings(url: str) -> dict[str, Any]:

@@ -202,21 +202,29 @@ def label_expr(rule: str | pl.Expr | None, inter: pl.DataFrame) -> pl.Expr:
     if is_implicit(rule):
         return pl.repeat(1, pl.len(), dtype=pl.Int8)
     if isinstance(rule, str):
-        match = _RULE.match(rule)
-        if not match:
-            raise ConfigError(
-                f"label rule {rule!r}: expected '<column> <op> <number>', e.g. 'rating > 3', "
-                f"or {IMPLICIT!r} (every interaction is a positive)"
-            )
-        column, op, number = match.groups()
-        if column not in inter.columns:
-            raise ConfigError(
-                f"label rule {rule!r} needs the column {column!r}; the table has "
-                f"{', '.join(inter.columns)}. A log without ratings or labels: use the rule "
-                f"{IMPLICIT!r} (every click counts)"
-            )
-        rule = _OPS[op](pl.col(column), float(number))
+        column, compare, number = parse_rule(rule, inter.columns)
+        rule = compare(pl.col(column), number)
     return rule.cast(pl.Int8)
+
+
+def parse_rule(rule: str, columns: Sequence[str]) -> tuple[str, Callable, float]:
+    """``(column, compare, number)`` of a rule ``"<column> <op> <number>"`` whose column is
+    one of ``columns`` (``compare`` is the operator's function, e.g. ``operator.gt``, for
+    polars and Spark columns alike); a :class:`ConfigError` that shows the form otherwise."""
+    match = _RULE.match(rule)
+    if not match:
+        raise ConfigError(
+            f"label rule {rule!r}: expected '<column> <op> <number>', e.g. 'rating > 3', "
+            f"or {IMPLICIT!r} (every interaction is a positive)"
+        )
+    column, op, number = match.groups()
+    if column not in columns:
+        raise ConfigError(
+            f"label rule {rule!r} needs the column {column!r}; the table has "
+            f"{', '.join(columns)}. A log without ratings or labels: use the rule "
+            f"{IMPLICIT!r} (every click counts)"
+        )
+    return column, _OPS[op], float(number)
 
 
 def with_negatives(

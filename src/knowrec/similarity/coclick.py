@@ -39,9 +39,10 @@ def coclick_counts(
     """Symmetric co-click counts ``(item_a, item_b, count[, count_<d>d …, last_time])``.
 
     An item counts once per session. Sessions longer than ``max_session_items`` keep
-    their most recent items (bounding the pair explosion; equal times: smaller item ids). ``windows_days`` adds counts
-    of sessions whose last engagement is within ``d`` days before ``now`` (default: the
-    latest timestamp). ``item_a != item_b``; both orders are present.
+    their most recent items (bounding the pair explosion; equal times: smaller item ids).
+    ``windows_days`` adds counts of sessions whose last engagement is within ``d`` days
+    before ``now`` (default: the latest timestamp). ``item_a != item_b``; both orders are
+    present.
     """
     for col in (session_col, "item_id"):
         if col not in inter.columns:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from knowrec.data.protocol import _OPS, _RULE, IMPLICIT, is_implicit
+from knowrec.data.protocol import IMPLICIT, is_implicit, parse_rule
 from knowrec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -93,19 +93,7 @@ def label_column(rule: str | None, frame: DataFrame) -> Column:
         rule = "label == 1" if "label" in frame.columns else "rating > 3"
     if is_implicit(rule):
         return F.lit(1).cast("tinyint")
-    match = _RULE.match(rule)
-    if not match:
-        raise ConfigError(
-            f"label rule {rule!r}: expected '<column> <op> <number>', e.g. 'rating > 3', "
-            f"or {IMPLICIT!r} (every interaction is a positive)"
-        )
-    column, op, number = match.groups()
-    if column not in frame.columns:
-        raise ConfigError(
-            f"label rule {rule!r} needs the column {column!r}; the table has "
-            f"{', '.join(frame.columns)}. A log without ratings or labels: use the rule "
-            f"{IMPLICIT!r} (every click counts)"
-        )
+    column, compare, number = parse_rule(rule, frame.columns)
     dtype = frame.schema[column].dataType
     if isinstance(dtype, BooleanType):
         value = F.col(column).cast("int")
@@ -113,7 +101,7 @@ def label_column(rule: str | None, frame: DataFrame) -> Column:
         value = F.col(column)
     else:
         raise ConfigError(f"label rule {rule!r}: the column {column!r} is {dtype}, not numeric")
-    return _OPS[op](value, F.lit(float(number))).cast("tinyint")
+    return compare(value, F.lit(number)).cast("tinyint")
 
 
 def _satisfied_flag(frame: DataFrame, rule: str | None) -> Column | None:
