@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from knowrec.data.synth import World
-from knowrec.errors import LLMError
+from knowrec.errors import ConfigError, LLMError
 from knowrec.knowledge import KNOWLEDGE_SCHEMA, KnowledgeGenerator
 from knowrec.llm import DEFAULT_MODEL, ResultCache, make_llm, pull
-from knowrec.spark.llm import generate_knowledge_spark
+from knowrec.spark.llm import generate_knowledge_spark, spark_llm
 from tests.serving import free_port, llama_server
 
 pytestmark = pytest.mark.slow
@@ -174,3 +174,32 @@ def test_a_bad_answer_fails_its_item_only(
         spark, tiny_world.movies, "trawl", "item", llm_settings=settings(dead_url()), **kw
     )
     assert again.equals(table) and served(log) == before
+
+
+def test_judge_batches_run_as_spark_jobs(
+    spark: Any, server: tuple[str, Path], tiny_world: World, tmp_path: Path
+) -> None:
+    """``spark_llm``: any caller of ``LLM.map`` — here the quality judge — sends its batch
+    through Spark; the answers land in ``out`` and the cache, and a rerun asks nobody."""
+    from knowrec.judge import Judge
+
+    url, log = server
+    out, cache = tmp_path / "answers", tmp_path / "llm.sqlite"
+    spark_settings = {"spark.master": "local[2]"}
+    items = tiny_world.movies.items["item_id"].to_list()
+    pairs = [(items[0], items[1]), (items[0], items[2])]
+    llm = spark_llm("openai", spark_settings, out, **settings(url), cache=cache)
+    judge = Judge(llm, noun="movie", personas=1, variants="A", item_tokens=48, progress=False)
+    before = served(log)
+    scores = judge.score(pairs, tiny_world.movies)
+    assert scores["status"].to_list() == ["ok", "ok"], scores["error"].to_list()
+    assert all(0.0 <= s <= 4.0 for s in scores["score_a"].to_list())
+    assert answers(out).height == 2 == served(log) - before  # one call per pair, on Spark
+    llm.close()
+    again = Judge(
+        spark_llm("openai", spark_settings, out, **settings(dead_url()), cache=cache),
+        noun="movie", personas=1, variants="A", item_tokens=48, progress=False,
+    ).score(pairs, tiny_world.movies)  # fmt: skip
+    assert again["score_a"].equals(scores["score_a"]) and served(log) - before == 2
+    with pytest.raises(ConfigError, match="openai"):
+        spark_llm("llamacpp", spark_settings, out, model=DEFAULT_MODEL)

@@ -164,10 +164,16 @@ class Resources:
         if self._llm is None:
             from knowrec.llm import make_llm
 
-            c = self.cfg.llm
-            self._llm = make_llm(
-                c.backend, model=c.model, cache=self.run_dir / "llm-cache.sqlite", **c.settings
-            )
+            c, cache = self.cfg.llm, self.run_dir / "llm-cache.sqlite"
+            if self.cfg.engine == "spark":  # judge and Q' batches as Spark jobs
+                from knowrec.spark.llm import spark_llm
+
+                out = self.run_dir / "llm-answers"
+                self._llm = spark_llm(
+                    c.backend, self.cfg.spark, out, model=c.model, cache=cache, **c.settings
+                )
+            else:
+                self._llm = make_llm(c.backend, model=c.model, cache=cache, **c.settings)
         return self._llm
 
     @property

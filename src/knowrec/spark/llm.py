@@ -39,7 +39,7 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
@@ -278,6 +278,43 @@ def knowledge_generator(
     if config is not None and not isinstance(config, KnowledgeConfig):
         config = KnowledgeConfig.from_mapping(dict(config))
     return KnowledgeGenerator(config, llm=openai_llm(llm_settings), progress=False)
+
+
+def spark_llm(
+    backend: str, spark_settings: Mapping[str, Any], out: str | Path, **settings: Any
+) -> LLM:
+    """The ``openai`` ``backend`` of ``settings`` (``model``, ``base_url``, ``cache``, …) whose
+    :meth:`~knowrec.llm.base.LLM.map` runs on Spark (:func:`answer_requests_spark`, answers
+    kept in ``out``): every batch a pipeline sends — knowledge, judge grades, Q' queries —
+    becomes a Spark job; single calls go to the server from the driver."""
+    from knowrec.llm.openai import OpenAILLM
+    from knowrec.spark import spark_session
+
+    if backend != "openai":
+        raise ConfigError(
+            "engine = 'spark' asks an OpenAI-compatible server from every partition: the "
+            f"LLM backend must be 'openai' (with the server's base_url), got {backend!r}"
+        )
+    plain = {k: v for k, v in settings.items() if k not in ("cache", "progress")}
+
+    class SparkLLM(OpenAILLM):
+        def map(
+            self,
+            requests: Iterable[Request | str],
+            *,
+            validate: Validator | None = None,
+            progress: bool | None = None,
+            desc: str | None = None,
+            retry_failed: bool = False,
+        ) -> list[Result]:
+            items = [r if isinstance(r, Request) else Request(r) for r in requests]
+            session = spark_session(spark_settings)
+            return answer_requests_spark(
+                session, items, plain, out, validate=validate, cache=self.cache,
+                retry_failed=retry_failed,
+            )  # fmt: skip
+
+    return SparkLLM(**settings)
 
 
 # --------------------------------------------------------------------------- the job

@@ -43,8 +43,8 @@ def knowledge_table(
     cache: Path, *, engine: str = "local", spark: dict[str, Any] | None = None,
 ) -> pl.DataFrame:  # fmt: skip
     """A stored table from ``tables_dir`` when present, else generated (methods that need
-    the LLM only when ``generate`` is true); on Spark, LLM methods are answered by the
-    ``openai`` backend's server from every partition, the answers kept beside ``cache``."""
+    the LLM only when ``generate`` is true); with ``engine="spark"`` its batches are Spark
+    jobs asking the ``openai`` backend's server (:func:`knowrec.spark.llm.spark_llm`)."""
     from knowrec.knowledge import KnowledgeGenerator
 
     gen = KnowledgeGenerator(cfg.settings)
@@ -54,25 +54,19 @@ def knowledge_table(
             return pl.read_parquet(path)
         if not cfg.generate and gen.uses_llm(method):
             raise ConfigError(f"knowledge table {path} is missing and generate = false")
-    if engine == "spark" and gen.uses_llm(method):
-        from knowrec.spark import spark_session
-        from knowrec.spark.llm import generate_knowledge_spark
-
-        if cfg.backend != "openai":
-            raise ConfigError(
-                "engine = 'spark' asks an OpenAI-compatible server from every partition: set "
-                "knowledge.backend = 'openai' and knowledge.llm_settings.base_url"
-            )
-        return generate_knowledge_spark(
-            spark_session(spark), data, method, side,  # type: ignore[arg-type]
-            llm_settings={"model": cfg.model, **cfg.llm_settings}, config=cfg.settings,
-            out=cache.parent / f"llm-answers-{side}-{method}", history=history, cache=cache,
-        )  # fmt: skip
     llm = None
     if gen.uses_llm(method):
         from knowrec.llm import make_llm
 
-        llm = make_llm(cfg.backend, model=cfg.model, cache=cache, **cfg.llm_settings)
+        if engine == "spark":  # the batches as Spark jobs, answers kept beside the cache
+            from knowrec.spark.llm import spark_llm
+
+            llm = spark_llm(
+                cfg.backend, spark or {}, cache.parent / "llm-answers",
+                model=cfg.model, cache=cache, **cfg.llm_settings,
+            )  # fmt: skip
+        else:
+            llm = make_llm(cfg.backend, model=cfg.model, cache=cache, **cfg.llm_settings)
         gen.llm = llm
     try:
         return gen.generate(data, method, side, history=history)
