@@ -204,3 +204,14 @@ def test_explore_stage1_features_with_engine_spark(sessions: pl.DataFrame, tmp_p
     items = sessions["item_id"].unique().sort().to_list()[:15]
     pairs = pl.DataFrame({"trigger_id": items}).join(pl.DataFrame({"item_id": items}), how="cross")
     assert_frame_equal(remote.transform(pairs), local.transform(pairs))
+
+
+def test_coclick_recall_path_counts_on_spark(sessions: pl.DataFrame) -> None:
+    from knowrec.retrieval.paths import CoClickPath
+
+    opts = {"rule": "rating >= 4", "score": "cosine", "max_neighbours": 20}
+    local = CoClickPath(**opts).fit(sessions)
+    remote = CoClickPath(**opts, spark={"spark.master": "local[2]"}).fit(sessions)
+    triggers = sessions["item_id"].unique().sort().to_list()
+    want, got = local.recall(triggers, k=10), remote.recall(triggers, k=10)
+    assert sum(map(len, want.values())) > 50 and got == want

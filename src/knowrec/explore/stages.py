@@ -206,6 +206,8 @@ def build_path(spec: PathSpec, res: Resources) -> Any:
     if spec.name:
         params["name"] = spec.name
     shared: dict[str, Callable[[], Any]] = {"rule": lambda: res.cfg.sessions.rule}
+    if res.cfg.engine == "spark":
+        shared["spark"] = lambda: res.cfg.spark
     if spec.text_vectors and "encoder" not in params:
         shared["vectors"] = lambda: res.vectors
     shared["llm"] = lambda: res.llm

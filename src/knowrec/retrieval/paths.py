@@ -253,7 +253,8 @@ class CoClickPath(RecallPath):
 
     ``score="count"`` ranks by the raw count; ``"cosine"`` divides by
     ``sqrt(sessions(a) · sessions(b))`` (dampens very popular items). Pairs below
-    ``min_count`` are ignored; each item keeps its ``max_neighbours`` best.
+    ``min_count`` are ignored; each item keeps its ``max_neighbours`` best. ``spark``:
+    Spark settings to count the pairs on Spark (``engine = "spark"``; same counts).
     """
 
     def __init__(
@@ -265,9 +266,11 @@ class CoClickPath(RecallPath):
         min_count: int = 1,
         score: str = "count",
         max_neighbours: int = 200,
+        spark: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
+        self.spark = spark
         if score not in ("count", "cosine"):
             raise ConfigError(f"coclick score must be 'count' or 'cosine', got {score!r}")
         self.rule, self.session_col = rule, session_col
@@ -279,13 +282,21 @@ class CoClickPath(RecallPath):
         self, interactions: pl.DataFrame | None = None, items: pl.DataFrame | None = None
     ) -> Self:
         inter = _require_columns(interactions, [self.session_col, "item_id"], "coclick path")
-        counts = coclick_counts(
-            inter,
-            rule=self.rule,
-            session_col=self.session_col,
-            max_session_items=self.max_session_items,
-            min_count=self.min_count,
-        ).select("item_a", "item_b", pl.col("count").cast(pl.Float64).alias("s"))
+        opts = {
+            "rule": self.rule,
+            "session_col": self.session_col,
+            "max_session_items": self.max_session_items,
+            "min_count": self.min_count,
+        }
+        if self.spark is not None:
+            from knowrec.spark import spark_session, to_polars, to_spark
+            from knowrec.spark.coengagement import coclick_counts_spark
+
+            frame = to_spark(spark_session(self.spark), inter)
+            counts = to_polars(coclick_counts_spark(frame, **opts))  # type: ignore[arg-type]
+        else:
+            counts = coclick_counts(inter, **opts)  # type: ignore[arg-type]
+        counts = counts.select("item_a", "item_b", pl.col("count").cast(pl.Float64).alias("s"))
         if self.score == "cosine":
             rows = satisfied(inter, self.rule).filter(pl.col(self.session_col).is_not_null())
             pop = rows.group_by("item_id").agg(n=pl.col(self.session_col).n_unique())
