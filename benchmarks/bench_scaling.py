@@ -192,6 +192,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel(label)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks([0.5, 1, 2, 4], labels=["0.5", "1", "2", "4"])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("SWING and co-engagement counts: in process vs Spark local mode")
@@ -206,6 +208,9 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", default=["swing", "coengagement"])
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--spark-max", type=int, default=8, help="largest size run on Spark")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the other sizes of results/scaling.json"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -239,6 +244,13 @@ def main() -> None:
                 if k == 1:
                     checks[step] = agreement(step, out_dir)
                     print(f"  1x {step}: Spark vs in process {checks[step]}", flush=True)
+    earlier: dict[str, Any] = {}
+    if args.append and (ROOT / "benchmarks" / "results" / "scaling.json").exists():
+        earlier = json.loads((ROOT / "benchmarks" / "results" / "scaling.json").read_text())
+        done = {(r["size"], r["step"], r["engine"]) for r in rows}
+        kept = [r for r in earlier["runs"] if (r["size"], r["step"], r["engine"]) not in done]
+        rows = sorted(kept + rows, key=lambda r: (r["size"], r["step"], r["engine"]))
+        checks = {**earlier.get("agreement_1x", {}), **checks}
     png = ROOT / "benchmarks" / "results" / "scaling.png"
     plot(rows, png)
     load_end = os.getloadavg()[0]
@@ -247,6 +259,7 @@ def main() -> None:
         {
             "caps": CAPS, "rule": RULE, "windows_days": list(WINDOWS), "master": args.master,
             "loadavg_start_end": [load_start, load_end], "runs": rows, "agreement_1x": checks,
+            "earlier_runs_from": earlier.get("date"),
         },
     )  # fmt: skip
     print(f"wrote {path} and {png}; load average {load_start:.1f} → {load_end:.1f}")
