@@ -195,6 +195,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xticks([0.5, 1, 2, 4], labels=["0.5", "1", "2", "4"])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
+    ticks = [300, 1000, 3000, 8000]
+    axes[1].set_yticks(ticks, labels=[f"{t:,}" for t in ticks])
     axes[0].legend(fontsize=8)
     fig.suptitle("SWING and co-engagement counts: in process vs Spark local mode")
     fig.tight_layout()

@@ -15,7 +15,7 @@ Conventions where Spark and polars differ by nature:
 - Session and item counts of the items table are 64-bit integers (polars counts distinct
   values as ``UInt32``); the features computed from them are the same.
 - Of items with the same timestamp at the ``max_session_items`` cut of a long session,
-  the smaller item ids are kept (polars keeps whichever its sort puts first).
+  the smaller item ids are kept (as in :func:`~knowrec.similarity.coclick.coclick_counts`).
 """
 
 from __future__ import annotations

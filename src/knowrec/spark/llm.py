@@ -52,6 +52,7 @@ from knowrec import errors
 from knowrec.errors import ConfigError, KnowrecError, LLMError
 from knowrec.llm.base import LLM, Request, Result, Validator
 from knowrec.llm.cache import ResultCache
+from knowrec.llm.openai import OpenAILLM
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
@@ -280,41 +281,46 @@ def knowledge_generator(
     return KnowledgeGenerator(config, llm=openai_llm(llm_settings), progress=False)
 
 
+class SparkLLM(OpenAILLM):
+    """The ``openai`` backend whose :meth:`map` runs on Spark (:func:`answer_requests_spark`,
+    answers kept in ``out``): every batch a pipeline sends — knowledge, judge grades, Q'
+    queries — becomes a Spark job; single calls go to the server from the driver.
+    ``settings``: the keywords of :class:`~knowrec.llm.openai.OpenAILLM`."""
+
+    def __init__(self, spark_settings: Mapping[str, Any], out: str | Path, **settings: Any):
+        super().__init__(**settings)
+        self.spark_settings, self.out = dict(spark_settings), out
+        self._plain = {k: v for k, v in settings.items() if k not in ("cache", "progress")}
+
+    def map(
+        self,
+        requests: Iterable[Request | str],
+        *,
+        validate: Validator | None = None,
+        progress: bool | None = None,
+        desc: str | None = None,
+        retry_failed: bool = False,
+    ) -> list[Result]:
+        from knowrec.spark import spark_session
+
+        items = [r if isinstance(r, Request) else Request(r) for r in requests]
+        return answer_requests_spark(
+            spark_session(self.spark_settings), items, self._plain, self.out,
+            validate=validate, cache=self.cache, retry_failed=retry_failed,
+        )  # fmt: skip
+
+
 def spark_llm(
     backend: str, spark_settings: Mapping[str, Any], out: str | Path, **settings: Any
-) -> LLM:
-    """The ``openai`` ``backend`` of ``settings`` (``model``, ``base_url``, ``cache``, …) whose
-    :meth:`~knowrec.llm.base.LLM.map` runs on Spark (:func:`answer_requests_spark`, answers
-    kept in ``out``): every batch a pipeline sends — knowledge, judge grades, Q' queries —
-    becomes a Spark job; single calls go to the server from the driver."""
-    from knowrec.llm.openai import OpenAILLM
-    from knowrec.spark import spark_session
-
+) -> SparkLLM:
+    """A :class:`SparkLLM` for a pipeline whose config says ``engine = "spark"``; its LLM
+    ``backend`` must be ``openai`` (the executors call the server)."""
     if backend != "openai":
         raise ConfigError(
             "engine = 'spark' asks an OpenAI-compatible server from every partition: the "
             f"LLM backend must be 'openai' (with the server's base_url), got {backend!r}"
         )
-    plain = {k: v for k, v in settings.items() if k not in ("cache", "progress")}
-
-    class SparkLLM(OpenAILLM):
-        def map(
-            self,
-            requests: Iterable[Request | str],
-            *,
-            validate: Validator | None = None,
-            progress: bool | None = None,
-            desc: str | None = None,
-            retry_failed: bool = False,
-        ) -> list[Result]:
-            items = [r if isinstance(r, Request) else Request(r) for r in requests]
-            session = spark_session(spark_settings)
-            return answer_requests_spark(
-                session, items, plain, out, validate=validate, cache=self.cache,
-                retry_failed=retry_failed,
-            )  # fmt: skip
-
-    return SparkLLM(**settings)
+    return SparkLLM(spark_settings, out, **settings)
 
 
 # --------------------------------------------------------------------------- the job
