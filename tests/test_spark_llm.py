@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from knowrec.data.synth import World
-from knowrec.errors import ConfigError, LLMError
+from knowrec.errors import LLMError
 from knowrec.knowledge import KNOWLEDGE_SCHEMA, KnowledgeGenerator
 from knowrec.llm import DEFAULT_MODEL, ResultCache, make_llm, pull
 from knowrec.spark.llm import generate_knowledge_spark, spark_llm
@@ -201,5 +201,3 @@ def test_judge_batches_run_as_spark_jobs(
         noun="movie", personas=1, variants="A", item_tokens=48, progress=False,
     ).score(pairs, tiny_world.movies)  # fmt: skip
     assert again["score_a"].equals(scores["score_a"]) and served(log) - before == 2
-    with pytest.raises(ConfigError, match="openai"):
-        spark_llm("llamacpp", spark_settings, out, model=DEFAULT_MODEL)

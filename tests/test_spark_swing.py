@@ -112,20 +112,18 @@ def test_bad_options_are_config_errors(spark: Any, log: pl.DataFrame) -> None:
 def test_engine_settings_are_checked(tmp_path: Path) -> None:
     from knowrec.config import validate
     from knowrec.spark import check_engine
-    from knowrec.trawl.config import KnowledgeSection, TrawlConfig
-    from knowrec.trawl.stages import knowledge_table
+    from knowrec.trawl.config import TrawlConfig
 
     with pytest.raises(ConfigError, match="engine"):
         validate(TrawlConfig, {"engine": "dask"})
     with pytest.raises(ConfigError, match="engine must be one of"):
         check_engine("dask")
     assert validate(TrawlConfig, {"engine": "spark"}).engine == "spark"
-    # LLM knowledge on Spark goes through an OpenAI-compatible server, not the local model
-    from knowrec.data.synth import generate_world
+    # LLM batches move to Spark only with the openai backend (executors call its server);
+    # a local model stays in process
+    from knowrec.llm.openai import OpenAILLM
+    from knowrec.spark.llm import SparkLLM, spark_llm
 
-    world = generate_world(seed=0, size="tiny")
-    with pytest.raises(ConfigError, match="openai"):
-        knowledge_table(
-            world.movies, world.movies.interactions, KnowledgeSection(), "trawl", "item",
-            tmp_path / "c.sqlite", engine="spark",
-        )  # fmt: skip
+    remote = spark_llm("openai", {}, tmp_path / "out", model="m", base_url="http://x/v1")
+    assert isinstance(remote, SparkLLM) and isinstance(remote, OpenAILLM)
+    remote.close()

@@ -312,14 +312,19 @@ class SparkLLM(OpenAILLM):
 
 def spark_llm(
     backend: str, spark_settings: Mapping[str, Any], out: str | Path, **settings: Any
-) -> SparkLLM:
-    """A :class:`SparkLLM` for a pipeline whose config says ``engine = "spark"``; its LLM
-    ``backend`` must be ``openai`` (the executors call the server)."""
+) -> LLM:
+    """The LLM of a pipeline whose config says ``engine = "spark"``: a :class:`SparkLLM` for
+    the ``openai`` backend; any other backend (a model on this machine, which executors
+    cannot share) stays in process, with a warning."""
     if backend != "openai":
-        raise ConfigError(
-            "engine = 'spark' asks an OpenAI-compatible server from every partition: the "
-            f"LLM backend must be 'openai' (with the server's base_url), got {backend!r}"
+        from knowrec.llm import make_llm
+
+        log.warning(
+            "engine = 'spark': the %r LLM backend runs in process; LLM batches run on Spark "
+            "with backend = 'openai' and a server's base_url that the executors can reach",
+            backend,
         )
+        return make_llm(backend, **settings)
     return SparkLLM(spark_settings, out, **settings)
 
 
