@@ -20,7 +20,12 @@ import pytest
 from knowrec.config import load_config, validate
 from knowrec.errors import ConfigError, UnknownIdError
 from knowrec.explore.config import ExploreConfig, PathSpec, ServeConfig
-from knowrec.explore.evaluate import EvalFrames, choose_combination
+from knowrec.explore.evaluate import (
+    EvalFrames,
+    choose_combination,
+    reco_dcg_intervals,
+    reco_dcg_per_trigger,
+)
 from knowrec.explore.pipeline import run_explore
 from knowrec.explore.service import SERVING_FILE, ExploreService, NoCandidatesError
 from tests.serving import free_port, running_server
@@ -253,6 +258,26 @@ def test_a_constant_quality_score_is_not_used() -> None:
         assert comb.quality_z is None and comb.lam == 0.0 and "constant" in comb.chosen_by
     full = pl.DataFrame({"ranker": ranker, "quality": np.linspace(0, 4, 960)})
     assert choose_combination(cfg, full, EvalFrames(empty, empty, empty)).quality_z is not None
+
+
+def test_reco_dcg_per_trigger_and_paired_intervals() -> None:
+    from knowrec.metrics import reco_dcg_at_k
+
+    rng = np.random.default_rng(0)
+    slates = pl.DataFrame(
+        {"trigger_id": np.repeat([f"t{i}" for i in range(30)], 6), "judge": rng.uniform(0, 4, 180)}
+    )
+    good = reco_dcg_per_trigger(slates, lambda f: f["judge"].to_numpy())  # the judge's order
+    rand = reco_dcg_per_trigger(slates, lambda f: rng.random(f.height))
+    assert len(good) == 30 and np.mean(list(good.values())) == pytest.approx(
+        reco_dcg_at_k(slates["judge"], slates["judge"], 5, slates["trigger_id"])
+    )
+    ci = reco_dcg_intervals(good, rand)
+    delta, interval = ci["Δ RecoDCG@5 vs baseline (95% CI)"].split(" ", 1)
+    lo, hi = (float(x) for x in interval.strip("[]").split(", "))
+    assert 0 < lo <= float(delta) <= hi  # ranking by the judge beats a random order
+    assert reco_dcg_intervals(rand, rand)["Δ RecoDCG@5 vs baseline (95% CI)"].startswith("+0.00")
+    assert reco_dcg_intervals({"t0": 1.0}, {"t0": 1.0})["RecoDCG@5 95% CI"] == ""
 
 
 def test_both_configs_validate() -> None:

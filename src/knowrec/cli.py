@@ -682,6 +682,12 @@ def judge_evaluate(
     personas: Annotated[int, typer.Option(help="role-played judges averaged (1-5)")] = 5,
     item_tokens: Annotated[int, typer.Option(help="tokens of each item's text")] = 192,
     reasoning_tokens: Annotated[int, typer.Option(help="C: tokens of the reasoning")] = 64,
+    item_text: Annotated[
+        str, typer.Option(help="items described by: raw | knowledge | both")
+    ] = "raw",
+    knowledge: Annotated[
+        Path | None, typer.Option(help="knowledge table (Parquet: id, text) for --item-text")
+    ] = None,
     backend: BackendOpt = "llamacpp",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -698,9 +704,14 @@ def judge_evaluate(
     import polars as pl
 
     from knowrec.judge import Judge, evaluate_golden, load_golden, parse_variants
+    from knowrec.knowledge import read_knowledge_texts
     from knowrec.llm import make_llm
 
     wanted = parse_variants(variants)
+    texts = None
+    if knowledge is not None:
+        table = read_knowledge_texts(knowledge)
+        texts = dict(zip(table["id"], table["text"], strict=True))
     if limit_triggers is not None and limit_triggers < 1:
         raise ConfigError(f"--limit-triggers must be at least 1, got {limit_triggers}")
     items = data_opts.load(data).items
@@ -718,6 +729,8 @@ def judge_evaluate(
             variants=wanted,
             item_tokens=item_tokens,
             reasoning_tokens=reasoning_tokens,
+            item_text=item_text,
+            knowledge=texts,
         )
         scores = judge.score(gold.select("trigger_id", "candidate_id"), items)
         stats = judge.stats
@@ -733,7 +746,9 @@ def judge_evaluate(
         {
             "variant": row["variant"],
             "pairwise acc.": row["accuracy"],
+            "95% interval": f"[{row['accuracy_low']:.3f}, {row['accuracy_high']:.3f}]",
             "acc. hard": row["accuracy_hard"],
+            "across triggers": row["accuracy_across"],
             "(Good, Bad) pairs": row["good_bad_pairs"],
             "failed": row["failed"],
             "judgements/s": row["judgements_per_s"],

@@ -157,6 +157,18 @@ class JudgeConfig(Section):
     candidates: int = Field(default=30, ge=1)  # per trigger and set: the first n merged
     threshold: float = 1.0  # quality filter: drop impressions with a click judged ≤ this
     seed: int = 0
+    # What describes an item in the prompt: raw text, or its title and knowledge text
+    # (`knowledge`: a table of `knowrec knowledge generate`), or both; no knowledge → raw.
+    item_text: Literal["raw", "knowledge", "both"] = "raw"
+    knowledge: str | None = None
+
+    @model_validator(mode="after")
+    def _knowledge_table(self) -> JudgeConfig:
+        if self.item_text != "raw" and self.knowledge is None:
+            raise ConfigError(f"judge.item_text = {self.item_text!r} needs judge.knowledge")
+        if self.knowledge is not None and not Path(self.knowledge).is_file():
+            raise ConfigError(f"judge.knowledge: no knowledge table at {self.knowledge}")
+        return self
 
 
 class CrossEncoderConfig(Section):

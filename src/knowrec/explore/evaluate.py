@@ -272,7 +272,7 @@ def table5(
     kinds = {p.kind for p in extra}
     extra_name = "Q'" if not extra or kinds == {"qprime"} else "+".join(p.label for p in extra)
     quality = combs["full"].quality_z is not None
-    rows, notes = [], []
+    rows, notes, per_trigger = [], [], []
     specs = [
         ("baseline stack", "baseline", False),
         ("+ quality-aware ranking", "baseline", True),
@@ -302,7 +302,48 @@ def table5(
         }
         scores = comb if with_quality else (lambda f: f["ranker"].to_numpy())
         rows.append(row | metrics_row(ev, scores, cfg.judge.threshold))
+        per_trigger.append(reco_dcg_per_trigger(ev.slates, scores))
+    for row, values in zip(rows, per_trigger, strict=True):
+        row |= reco_dcg_intervals(values, per_trigger[0], seed=cfg.sessions.seed)
     return rows, notes
+
+
+def reco_dcg_per_trigger(
+    slates: pl.DataFrame, scores: Callable[[pl.DataFrame], np.ndarray], k: int = 5
+) -> dict[str, float]:
+    """RecoDCG@k of each judged trigger's slate ranked by ``scores``."""
+    from knowrec.metrics import reco_dcg_at_k
+
+    if not slates.height:
+        return {}
+    frame = slates.select("trigger_id", "judge", x=pl.Series(scores(slates), dtype=pl.Float64))
+    return {
+        str(key[0]): reco_dcg_at_k(part["judge"].to_numpy(), part["x"].to_numpy(), k)
+        for key, part in frame.group_by("trigger_id")
+    }
+
+
+def reco_dcg_intervals(
+    values: Mapping[str, float],
+    baseline: Mapping[str, float],
+    *,
+    draws: int = 2000,
+    seed: int = 0,
+) -> dict[str, str]:
+    """95% bootstrap intervals over judged triggers (resampled with replacement) of a row's
+    RecoDCG@5 and of its difference to the baseline row on the same triggers (paired)."""
+    shared = sorted(set(values) & set(baseline))
+    if len(shared) < 2:
+        return {"RecoDCG@5 95% CI": "", "Δ RecoDCG@5 vs baseline (95% CI)": ""}
+    v = np.array([values[t] for t in shared])
+    d = v - np.array([baseline[t] for t in shared])
+    idx = np.random.default_rng(seed).integers(0, len(shared), size=(draws, len(shared)))
+    lo, hi = np.quantile(v[idx].mean(axis=1), [0.025, 0.975])
+    dlo, dhi = np.quantile(d[idx].mean(axis=1), [0.025, 0.975])
+    return {
+        "RecoDCG@5 95% CI": f"[{lo:.1f}, {hi:.1f}]",
+        "Δ RecoDCG@5 vs baseline (95% CI)": f"{d.mean():+.2f} [{dlo:+.2f}, {dhi:+.2f}]",
+    }
 
 
 def path_recall(

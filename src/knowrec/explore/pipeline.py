@@ -32,6 +32,7 @@ The config is :class:`knowrec.explore.config.ExploreConfig`, the stages' work is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,6 @@ from rich.console import Console
 
 from knowrec.config import load_config
 from knowrec.data.tables import Dataset
-from knowrec.errors import DataFormatError
 from knowrec.explore.config import ExploreConfig
 from knowrec.explore.evaluate import choose_combination, eval_frames, path_recall, table5
 from knowrec.explore.report import examples, protocol_text, report
@@ -205,7 +205,14 @@ def _run_stages(
     )
     judge_dir = run.stage(
         "judge",
-        {"judge": cfg.judge.model_dump(), "llm": res.llm_id(), "quality": cfg.final.quality},
+        {
+            "judge": cfg.judge.model_dump(),
+            "knowledge": _file_digest(
+                cfg.judge.knowledge if cfg.judge.item_text != "raw" else None
+            ),
+            "llm": res.llm_id(),
+            "quality": cfg.final.quality,
+        },
         lambda d: judge_candidates(cfg, pairs, data.items, res, d),
         lambda d: d,
         after=["candidates"],
@@ -277,23 +284,18 @@ def _run_stages(
     )
 
 
+def _file_digest(path: str | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def _copy_knowledge(table: str | None, directory: Path) -> Path | None:
-    """The ``id`` and ``text`` of a knowledge table (rows with a text; answered rows only
-    when it has a ``status``) as ``knowledge.parquet`` in ``directory``."""
+    """The ``id`` and ``text`` of a knowledge table as ``knowledge.parquet`` in ``directory``."""
+    from knowrec.knowledge import read_knowledge_texts
+
     if table is None:
         return None
-    path = Path(table)
-    try:
-        frame = pl.read_parquet(path)
-    except (OSError, pl.exceptions.ComputeError) as exc:
-        raise DataFormatError(f"not a Parquet table ({exc})", path=path) from None
-    missing = {"id", "text"} - set(frame.columns)
-    if missing:
-        raise DataFormatError(f"a knowledge table needs the columns {sorted(missing)}", path=path)
-    if "status" in frame.columns:
-        frame = frame.filter(pl.col("status") == "ok")
     out = directory / "knowledge.parquet"
-    frame.select(pl.col("id").cast(pl.String), "text").drop_nulls().write_parquet(out)
+    read_knowledge_texts(table).write_parquet(out)
     return out
 
 

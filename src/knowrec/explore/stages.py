@@ -441,6 +441,7 @@ def judge_candidates(
 ) -> None:
     """The judge's 0–4 score of each pair (``quality``; null when the judge failed)."""
     from knowrec.judge import Judge
+    from knowrec.knowledge import read_knowledge_texts
 
     j = cfg.judge
     table = pairs.with_columns(
@@ -448,6 +449,10 @@ def judge_candidates(
     )
     stats: dict[str, Any] = {"pairs": 0, "calls": 0, "seconds": 0.0}
     if pairs.height:
+        knowledge = None
+        if j.item_text != "raw" and j.knowledge is not None:
+            table = read_knowledge_texts(j.knowledge)
+            knowledge = dict(zip(table["id"], table["text"], strict=True))
         judge = Judge(
             res.llm,
             noun=j.noun,
@@ -455,6 +460,9 @@ def judge_candidates(
             variants=j.variant,
             item_tokens=j.item_tokens,
             reasoning_tokens=j.reasoning_tokens,
+            seed=j.seed,
+            item_text=j.item_text,
+            knowledge=knowledge,
         )
         scores = judge.score(pairs.select("trigger_id", "candidate_id"), items)
         col = f"score_{j.variant.lower()}"

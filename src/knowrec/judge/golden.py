@@ -472,6 +472,66 @@ def golden_pairwise_accuracy(golden: pl.DataFrame, scores: pl.DataFrame | ArrayL
     return pairwise_accuracy(y, golden_scores(golden, scores), golden["trigger_id"].to_numpy())
 
 
+def golden_report(
+    golden: pl.DataFrame,
+    scores: pl.DataFrame | ArrayLike,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How well a judge's scores order the golden pairs (every golden pair needs a score).
+
+    ``accuracy``: :func:`golden_pairwise_accuracy` (within each trigger), with a 95%
+    bootstrap interval over triggers (``accuracy_low`` / ``accuracy_high``: triggers
+    resampled with replacement ``bootstrap`` times); ``accuracy_hard`` / ``accuracy_easy``:
+    the same on the (Good, Bad) pairs with / without a ``hard_*`` kind on either side;
+    ``accuracy_across``: any Good candidate above any Bad one, whatever their triggers
+    (AUC: absolute scores comparable across triggers, which a quality threshold needs);
+    ``good_bad_pairs`` and ``hard_pairs``: how many pairs were counted.
+    """
+    from knowrec.metrics import auc
+
+    s = golden_scores(golden, scores)
+    scored = golden.select(*PAIR_COLUMNS, score=pl.Series(s, dtype=pl.Float64))
+    pp = pairwise_pairs(golden)
+    if pp.height == 0:
+        nan = float("nan")
+        keys = ("accuracy", "accuracy_low", "accuracy_high", "accuracy_hard", "accuracy_easy")
+        return {
+            **dict.fromkeys(keys, nan),
+            "accuracy_across": nan,
+            "good_bad_pairs": 0,
+            "hard_pairs": 0,
+        }
+    side = {k: scored.rename({"candidate_id": f"{k}_id", "score": k}) for k in ("good", "bad")}
+    joined = pp.join(side["good"], on=["trigger_id", "good_id"]).join(
+        side["bad"], on=["trigger_id", "bad_id"]
+    )
+    good, bad = joined["good"].to_numpy(), joined["bad"].to_numpy()
+    ordered = (good > bad) + 0.5 * (good == bad)
+    hard = (
+        joined["good_kind"].str.starts_with("hard_") | joined["bad_kind"].str.starts_with("hard_")
+    ).to_numpy()
+    codes = joined["trigger_id"].rank("dense").cast(pl.Int64).to_numpy() - 1
+    n_triggers = int(codes.max()) + 1
+    hits = np.bincount(codes, weights=ordered, minlength=n_triggers)
+    counts = np.bincount(codes, minlength=n_triggers).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_triggers, size=(bootstrap, n_triggers))
+    boot = hits[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    y = (golden["label"] == "Good").to_numpy()
+    return {
+        "accuracy": float(ordered.mean()),
+        "accuracy_low": float(np.quantile(boot, 0.025)),
+        "accuracy_high": float(np.quantile(boot, 0.975)),
+        "accuracy_hard": float(ordered[hard].mean()) if hard.any() else float("nan"),
+        "accuracy_easy": float(ordered[~hard].mean()) if (~hard).any() else float("nan"),
+        "accuracy_across": auc(y, s) if 0 < y.sum() < y.size else float("nan"),
+        "good_bad_pairs": int(pp.height),
+        "hard_pairs": int(hard.sum()),
+    }
+
+
 # --------------------------------------------------------------------------- labelling
 
 HELP = (

@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ import polars as pl
 
 from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
-from knowrec.judge.golden import PAIR_COLUMNS, pairwise_pairs
+from knowrec.judge.golden import PAIR_COLUMNS, golden_report
 from knowrec.knowledge.inputs import item_raw_texts
 from knowrec.llm.base import DIGITS, LLM, Message, Request, Result
 from knowrec.llm.prompts import PromptFile
@@ -58,6 +59,10 @@ from knowrec.progress import progress_bar
 log = logging.getLogger(__name__)
 
 VARIANTS: tuple[str, ...] = ("A", "B", "C")
+#: What describes an item in the prompt: its raw text, its knowledge text, or both.
+ITEM_TEXTS: tuple[str, ...] = ("raw", "knowledge", "both")
+#: The fence around each item's text in the prompt; removed from the texts themselves.
+_FENCE = re.compile(r"</?\s*item\s*>", re.IGNORECASE)
 PARTS: tuple[str, ...] = ("system", "pair", "score", "reason", "score_after_reasoning")
 #: The template file: its parts and the placeholders each may use and must use.
 _FILE = PromptFile(
@@ -226,7 +231,10 @@ class Judge:
     ``item_tokens``: each item's text (title first) is cut to this many tokens.
     ``reasoning_tokens``: the length limit of C's notes. ``template``: a judge template
     file instead of the packaged one. ``seed``: the sampling seed of every call (greedy
-    decoding; it is part of the cache key).
+    decoding; it is part of the cache key). ``item_text``: ``"raw"`` (the item's text),
+    ``"knowledge"`` (its title and its knowledge text from ``knowledge``, id → text, e.g.
+    TRAWL's genres, themes, mood, audience) or ``"both"`` (title, knowledge, then raw text);
+    an item without knowledge falls back to its raw text.
     """
 
     def __init__(
@@ -240,9 +248,17 @@ class Judge:
         reasoning_tokens: int = 64,
         template: str | Path | JudgeTemplate | None = None,
         seed: int = 0,
+        item_text: str = "raw",
+        knowledge: Mapping[str, str] | None = None,
         progress: bool = True,
     ) -> None:
         noun = " ".join(str(noun).split())
+        if item_text not in ITEM_TEXTS:
+            raise ConfigError(
+                f"item_text must be one of {', '.join(ITEM_TEXTS)}, got {item_text!r}"
+            )
+        if item_text != "raw" and not knowledge:
+            raise ConfigError(f"item_text = {item_text!r} needs a knowledge table (id → text)")
         if not noun:
             raise ConfigError("the judge needs a noun for the items (e.g. 'movie')")
         if item_tokens < 8 or reasoning_tokens < 8:
@@ -271,6 +287,8 @@ class Judge:
         self.item_tokens = item_tokens
         self.reasoning_tokens = reasoning_tokens
         self.seed = seed
+        self.item_text = item_text
+        self.knowledge = {str(k): " ".join(str(v).split()) for k, v in (knowledge or {}).items()}
         self.progress = progress
         self.personas = [self._fill(p, "persona") for p in texts]
         self.system = self._fill(self.template.system, "system")
@@ -294,6 +312,7 @@ class Judge:
             "item_tokens": self.item_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "seed": self.seed,
+            "item_text": self.item_text,
             "model": getattr(self.llm, "model_id", None),
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -301,8 +320,9 @@ class Judge:
     # -- prompts ----------------------------------------------------------------------------
 
     def item_texts(self, items: pl.DataFrame | Dataset, ids: Iterable[str]) -> dict[str, str]:
-        """Each known id's text for the prompt: title (and year) first, then its text, cut
-        to ``item_tokens`` tokens; empty when the item has nothing to read."""
+        """Each known id's text for the prompt (``item_text``): title (and year) first, then
+        its text, cut to ``item_tokens`` tokens, without the prompt's fence tags; empty when
+        the item has nothing to read."""
         table = items.items if isinstance(items, Dataset) else items
         if "item_id" not in table.columns:
             raise ConfigError(f"the items table has no item_id column (has {table.columns})")
@@ -310,8 +330,12 @@ class Judge:
         table = table.with_columns(pl.col("item_id").cast(pl.String))
         raw = item_raw_texts(table.filter(pl.col("item_id").is_in(wanted)))
         out: dict[str, str] = {}
-        for item_id, text in zip(raw["item_id"], raw["raw"], strict=True):
-            text = (text or "").strip()
+        for item_id, title, text in raw.select("item_id", "title", "raw").iter_rows():
+            text = _FENCE.sub("", text or "").strip()
+            known = _FENCE.sub("", self.knowledge.get(item_id, "")).strip()
+            if known and self.item_text != "raw":
+                rest = text.removeprefix(title).strip() if self.item_text == "both" else ""
+                text = "\n".join(part for part in (title, known, rest) if part)
             out[item_id] = self.llm.truncate_tokens(text, self.item_tokens).strip() if text else ""
         return out
 
@@ -592,15 +616,12 @@ def evaluate_golden(
 
     ``scores`` is the table of :meth:`Judge.score` for (a superset of) the golden pairs.
     Failed pairs (no score) are left out of that variant's evaluation. Columns:
-    ``variant``, ``accuracy`` (:func:`~knowrec.judge.golden.golden_pairwise_accuracy`),
-    ``accuracy_hard`` (only the (Good, Bad) pairs with a ``hard_*`` kind on either side),
-    ``good_bad_pairs`` / ``hard_pairs`` (how many were counted), ``scored``, ``failed``,
-    ``model_seconds`` (the variant's model time as measured when computed; C's excludes
-    the A/B calls it shares nothing with but the pair's prompt prefix) and
-    ``judgements_per_s`` (scored pairs per model second).
+    ``variant``, the accuracies of :func:`~knowrec.judge.golden.golden_report` (within
+    trigger with its bootstrap interval, hard, easy, across triggers) and its pair counts,
+    ``scored``, ``failed``, ``model_seconds`` (the variant's model time as measured when
+    computed; C's excludes the A/B calls it shares nothing with but the pair's prompt
+    prefix) and ``judgements_per_s`` (scored pairs per model second).
     """
-    from knowrec.judge.golden import golden_pairwise_accuracy
-
     rows = []
     for variant in parse_variants(variants):
         col = f"score_{variant.lower()}"
@@ -610,37 +631,15 @@ def evaluate_golden(
         )
         table = table.unique(subset=list(PAIR_COLUMNS), keep="first", maintain_order=True)
         g = golden.join(table.select(PAIR_COLUMNS), on=list(PAIR_COLUMNS), how="semi")
-        pp = pairwise_pairs(g)
-        hard = pp.filter(
-            pl.col("good_kind").str.starts_with("hard_")
-            | pl.col("bad_kind").str.starts_with("hard_")
-        )
         seconds = float(table.join(g.select(PAIR_COLUMNS), on=list(PAIR_COLUMNS))["ms"].sum()) / 1e3
         rows.append(
             {
                 "variant": variant,
-                "accuracy": golden_pairwise_accuracy(g, table) if pp.height else math.nan,
-                "accuracy_hard": _ordered_share(hard, table),
-                "good_bad_pairs": pp.height,
-                "hard_pairs": hard.height,
+                **golden_report(g, table.drop("ms")),
                 "scored": g.height,
                 "failed": golden.height - g.height,
                 "model_seconds": seconds,
                 "judgements_per_s": g.height / seconds if seconds > 0 else math.nan,
             }
         )
-    return pl.DataFrame(
-        rows, schema_overrides={"accuracy": pl.Float64, "accuracy_hard": pl.Float64}
-    )
-
-
-def _ordered_share(pp: pl.DataFrame, scores: pl.DataFrame) -> float:
-    """Share of (Good, Bad) pairs whose Good candidate scores higher (ties count 1/2)."""
-    if pp.height == 0:
-        return math.nan
-    table = scores.select("trigger_id", "candidate_id", "score")
-    joined = pp.join(
-        table.rename({"candidate_id": "good_id", "score": "good"}), on=["trigger_id", "good_id"]
-    ).join(table.rename({"candidate_id": "bad_id", "score": "bad"}), on=["trigger_id", "bad_id"])
-    good, bad = joined["good"].to_numpy(), joined["bad"].to_numpy()
-    return float(((good > bad) + 0.5 * (good == bad)).mean())
+    return pl.DataFrame(rows)

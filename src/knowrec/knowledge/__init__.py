@@ -17,6 +17,7 @@ from knowrec.knowledge.generate import (
     empty_knowledge,
     generate_knowledge,
     item_ids,
+    read_knowledge_texts,
     user_ids,
 )
 from knowrec.knowledge.inputs import item_raw_texts, render_profile, user_histories
@@ -38,6 +39,7 @@ __all__ = [
     "item_ids",
     "item_raw_texts",
     "load_domain",
+    "read_knowledge_texts",
     "render_profile",
     "user_histories",
     "user_ids",

@@ -44,7 +44,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from knowrec.data.tables import Dataset
-from knowrec.errors import ConfigError
+from knowrec.errors import ConfigError, DataFormatError
 from knowrec.knowledge.factors import SIDES, Domain, Side, load_domain
 from knowrec.knowledge.inputs import (
     item_raw_texts,
@@ -132,6 +132,22 @@ def _check_method(method: str, side: str) -> None:
 def empty_knowledge() -> pl.DataFrame:
     """An empty table with the knowledge schema."""
     return pl.DataFrame(schema=KNOWLEDGE_SCHEMA)
+
+
+def read_knowledge_texts(path: str | Path) -> pl.DataFrame:
+    """``id`` and ``text`` of a knowledge table (as :class:`KnowledgeGenerator` writes it):
+    rows with a text, and only the answered ones (``status = ok``) when it has a status."""
+    path = Path(path)
+    try:
+        frame = pl.read_parquet(path)
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        raise DataFormatError(f"not a Parquet table ({exc})", path=path) from None
+    missing = {"id", "text"} - set(frame.columns)
+    if missing:
+        raise DataFormatError(f"a knowledge table needs the columns {sorted(missing)}", path=path)
+    if "status" in frame.columns:
+        frame = frame.filter(pl.col("status") == "ok")
+    return frame.select(pl.col("id").cast(pl.String), "text").drop_nulls()
 
 
 class KnowledgeGenerator:
