@@ -11,17 +11,24 @@ The judge: :class:`knowrec.judge.Judge` with ``--personas`` role-played judges. 
 A (mean argmax label), B (mean expected label) and C (B after aspect-wise notes), every
 run reports variants derived from the same answers, at no extra model time:
 
-- ``A×k`` / ``B×k``: the first k judges only (k = 1, 3, …; scored again from the cache, so
-  their judgements/s are those of k judges as measured when computed);
+- ``A×k`` / ``B×k``: the first k judges only (k = 1, 3, …; scored again from the cache);
 - ``B×k ctx``: contextual calibration (Zhao et al. 2021, arXiv 2102.09690): each judge's
   label distribution divided by its distribution on content-free pairs ("N/A", "", "?"),
   renormalised, then the expected label (3 extra calls per judge for the whole run);
+- ``B×k batch``: batch calibration (Zhou et al. 2023, arXiv 2309.17249): the same, with
+  each judge's mean label distribution over all the scored pairs as the prior (no calls);
+- ``B×1 swap``: both directions (balanced position, after Wang et al. 2023, arXiv
+  2305.17926): the mean of B×1 on (trigger, candidate) and on (candidate, trigger) —
+  twice the calls of B×1; ``B×1 rev`` is the reversed direction alone;
 - ``B×k fit``: logistic regression from the judges' label probabilities to Good/Bad,
   learnt on half of the triggers and scored on the other half, then swapped (both halves
   reported).
 
 Accuracies (:func:`knowrec.judge.golden.golden_report`): within trigger with a 95%
 bootstrap interval over triggers, on hard and on easy pairs, across triggers (AUC).
+Speed: judgements/s = pairs per second of wall time, measured apart on the first
+``--timing-triggers`` triggers with an empty cache for each judge count (and for C), so
+the main run may be resumed or cached; run it on a quiet machine.
 
 Every LLM answer goes to a SQLite cache outside git (``runs/judge_ml1m/``): a killed run
 resumes, a re-run is free. Summary: ``benchmarks/results/<name>.json``.
@@ -129,6 +136,9 @@ def injected(
             item_id=pl.col("item_id") + "~inj", text=pl.col("text").fill_null("") + " " + text
         )
     )
+    for item_id in bad["candidate_id"].unique():  # knowledge texts are attacked as well
+        if item_id in judge.knowledge:
+            judge.knowledge[f"{item_id}~inj"] = f"{judge.knowledge[item_id]} {text}"
     pairs = bad.select("trigger_id", candidate_id=pl.col("candidate_id") + "~inj")
     out = judge.score(
         pairs,
@@ -161,7 +171,27 @@ def injected(
     }
 
 
-def row(golden: pl.DataFrame, scores: np.ndarray, seconds: float | None) -> dict[str, Any]:
+def reverse(pairs: pl.DataFrame) -> pl.DataFrame:
+    """The pairs with trigger and candidate swapped."""
+    return pairs.select(trigger_id="candidate_id", candidate_id="trigger_id")
+
+
+def timed(make: Any, pairs: pl.DataFrame, items: pl.DataFrame, variants: str) -> float:
+    """Pairs per second of wall time of one judge (``make(cache)``) with an empty cache."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        judge = make(Path(tmp) / "timing.sqlite")
+        try:
+            judge.score(pairs.head(2), items, variants=variants)  # warm up: load the model
+            started = time.perf_counter()
+            judge.score(pairs.tail(pairs.height - 2), items, variants=variants)
+            return (pairs.height - 2) / (time.perf_counter() - started)
+        finally:
+            judge.llm.close()
+
+
+def row(golden: pl.DataFrame, scores: np.ndarray, speed: float | None) -> dict[str, Any]:
     """The golden report of one score column, with mean Good/Bad and judgements/s."""
     table = golden.select("trigger_id", "candidate_id", score=pl.Series(scores))
     report = golden_report(golden, table)
@@ -170,7 +200,7 @@ def row(golden: pl.DataFrame, scores: np.ndarray, seconds: float | None) -> dict
         **report,
         "mean_good": float(np.nanmean(scores[good])),
         "mean_bad": float(np.nanmean(scores[~good])),
-        "judgements_per_s": golden.height / seconds if seconds else None,
+        "judgements_per_s": speed,
     }
 
 
@@ -188,6 +218,7 @@ def main() -> None:
     parser.add_argument(
         "--inject", default=INJECTION, help="appended to Bad candidates (B×1); '' = skip"
     )
+    parser.add_argument("--timing-triggers", type=int, default=6, help="0 = no timing")
     parser.add_argument("--cache", type=Path, default=RUN_DIR / "llm.sqlite")
     parser.add_argument("--name", default="judge", help="benchmarks/results/<name>.json")
     parser.add_argument("--model", default="qwen2.5-coder-1.5b")
@@ -222,26 +253,47 @@ def main() -> None:
     pairs = golden.select("trigger_id", "candidate_id")
     results: dict[str, dict[str, Any]] = {}
     halves: list = []
+
+    def judge_of(personas: int, llm: Any) -> Judge:
+        return Judge(
+            llm,
+            noun="movie",
+            personas=personas,
+            variants=variants,
+            item_tokens=args.item_tokens,
+            reasoning_tokens=args.reasoning_tokens,
+            item_text=args.item_text,
+            knowledge=knowledge,
+            progress=False,
+        )
+
+    def fresh(k: int) -> Any:  # a judge of k judges on its own LLM with an empty cache
+        return lambda cache: judge_of(
+            k, make_llm(args.backend, model=args.model, cache=cache, **extra)
+        )
+
+    speed: dict[str, float] = {}
+    if args.timing_triggers:
+        first = golden["trigger_id"].unique(maintain_order=True).head(args.timing_triggers)
+        sample = pairs.filter(pl.col("trigger_id").is_in(first.implode()))
+        ab = [v for v in variants if v != "C"]
+        for k in sorted({1, 3, args.personas}) if ab else []:
+            if k <= args.personas:
+                speed[f"×{k}"] = timed(fresh(k), sample, data.items, ",".join(ab))
+        if ab:
+            both = pl.concat([sample, reverse(sample)])
+            speed["swap"] = timed(fresh(1), both, data.items, "B") / 2
+        if "C" in variants:
+            speed["C"] = timed(fresh(args.personas), sample, data.items, "C")
+        log.info("judgements/s on %d pairs: %s", sample.height, speed)
     started = time.perf_counter()
     with make_llm(args.backend, model=args.model, cache=args.cache, **extra) as llm:
-
-        def judge_of(personas: int) -> Judge:
-            return Judge(
-                llm,
-                noun="movie",
-                personas=personas,
-                variants=variants,
-                item_tokens=args.item_tokens,
-                reasoning_tokens=args.reasoning_tokens,
-                item_text=args.item_text,
-                knowledge=knowledge,
-            )
-
-        judge = judge_of(args.personas)
+        judge = judge_of(args.personas, llm)
         scores = judge.score(pairs, data.items)  # the largest panel first: the others are cached
         stats = judge.stats
         if "C" in variants:
             entry = evaluate_golden(golden, scores, "C").row(0, named=True)
+            entry["judgements_per_s"] = speed.get("C")
             entry["mean_good"], entry["mean_bad"] = (
                 scores.filter(golden["label"] == label)["score_c"].mean()
                 for label in ("Good", "Bad")
@@ -251,18 +303,23 @@ def main() -> None:
         for k in sorted({1, 3, args.personas}):
             if not ab or k > args.personas:
                 continue
-            sub = judge_of(k)
+            sub = judge_of(k, llm)
             part = sub.score(pairs, data.items, variants="A,B") if k != args.personas else scores
-            seconds = part["ms_ab"].sum() / 1e3
-            results[f"A×{k}"] = row(golden, part["score_a"].to_numpy(), seconds)
-            results[f"B×{k}"] = row(golden, part["score_b"].to_numpy(), seconds)
+            per_s = speed.get(f"×{k}")
+            results[f"A×{k}"] = row(golden, part["score_a"].to_numpy(), per_s)
+            results[f"B×{k}"] = row(golden, part["score_b"].to_numpy(), per_s)
             prior = content_free_prior(sub)
             ctx = contextual_scores(part["probs"], prior)
-            results[f"B×{k} ctx"] = row(golden, ctx, seconds) | {"prior": prior.tolist()}
+            results[f"B×{k} ctx"] = row(golden, ctx, per_s) | {"prior": prior.tolist()}
+            full = [p for p in part["probs"].to_list() if p and len(p) == k]
+            batch = np.array(full, dtype=np.float64).mean(axis=0)  # judges × labels
+            results[f"B×{k} batch"] = row(
+                golden, contextual_scores(part["probs"], batch), per_s
+            ) | {"prior": batch.tolist()}
             fitted, halves = fitted_scores(golden, part["probs"])
             if fitted is None:
                 continue
-            entry = row(golden, fitted, seconds)
+            entry = row(golden, fitted, per_s)
             for h, members in enumerate(halves):
                 mask = golden["trigger_id"].is_in(members)
                 entry[f"accuracy_half{h + 1}"] = row(
@@ -272,8 +329,14 @@ def main() -> None:
                     golden.filter(mask), part["score_b"].to_numpy()[mask.to_numpy()], None
                 )["accuracy"]
             results[f"B×{k} fit"] = entry
+        if ab:
+            one = judge_of(1, llm)
+            rev = one.score(reverse(pairs), data.items, variants="B")["score_b"].to_numpy()
+            fwd = one.score(pairs, data.items, variants="B")["score_b"].to_numpy()
+            results["B×1 rev"] = row(golden, rev, speed.get("×1"))
+            results["B×1 swap"] = row(golden, (fwd + rev) / 2, speed.get("swap"))
         if args.inject and ab:
-            one = judge_of(1)
+            one = judge_of(1, llm)
             base = one.score(pairs, data.items, variants="B")["score_b"].to_numpy()
             injection = injected(one, golden, data.items, args.inject, base)
             injection["accuracy_b1"] = row(golden, base, None)["accuracy"]
@@ -315,9 +378,10 @@ def main() -> None:
         "fit_halves": halves,
         "injection": injection if args.inject and ab else None,
         "variants": results,
-        "judgements_per_s_note": "scored pairs per second of model time of the variant's "
-        "calls, as measured when they were computed (A and B share their calls; ctx and fit "
-        "reuse B's; C counts its reasoning and its judges)",
+        "timing": {"triggers": args.timing_triggers, "judgements_per_s": speed},
+        "judgements_per_s_note": "pairs per second of wall time on the first timing triggers "
+        "with an empty cache (A and B share their calls; ctx, batch and fit reuse B's; C "
+        "counts its reasoning and its judges)",
         "run": {
             "wall_s": wall,
             "model_calls": stats.calls,

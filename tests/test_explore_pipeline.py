@@ -280,6 +280,18 @@ def test_reco_dcg_per_trigger_and_paired_intervals() -> None:
     assert reco_dcg_intervals({"t0": 1.0}, {"t0": 1.0})["RecoDCG@5 95% CI"] == ""
 
 
+def test_more_judged_triggers_keep_the_smaller_sample() -> None:
+    from knowrec.explore.stages import _sample
+
+    ids = [f"i{k}" for k in range(100)]
+    small, large = _sample(ids, 10, 3), _sample(ids, 40, 3)
+    assert len(small) == 10 and set(small) < set(large) and large == sorted(large, key=ids.index)
+    train = _sample(ids, 10, 4, exclude=small)
+    assert len(train) == 10 and not set(train) & set(small)
+    assert set(train) <= set(_sample(ids, 20, 4, exclude=small))
+    assert _sample(ids, 500, 0) == ids
+
+
 def test_both_configs_validate() -> None:
     for name in ("explore_synthetic", "explore_ml1m"):
         cfg = load_config(ROOT / "configs" / f"{name}.toml", ExploreConfig)

@@ -384,7 +384,8 @@ def test_evaluate_golden_accuracy_hard_subset_and_failures() -> None:
         },
         schema_overrides={"score_c": pl.Float64, "ms_c": pl.Float64},
     )
-    report = {r["variant"]: r for r in evaluate_golden(golden, scores, "A,B").iter_rows(named=True)}
+    table = evaluate_golden(golden, scores, "A,B", seconds=3.0)
+    report = {r["variant"]: r for r in table.iter_rows(named=True)}
     a, b = report["A"], report["B"]
     # A: trigger 1 pairs (2>3 ✓, 2>5 ✓, 4>3 ✓, 4=5 ½); trigger 3: 1<2 ✗ → 3.5 / 5
     assert a["accuracy"] == pytest.approx(golden_pairwise_accuracy(golden, scores["score_a"]))
@@ -395,7 +396,7 @@ def test_evaluate_golden_accuracy_hard_subset_and_failures() -> None:
     assert a["accuracy_low"] <= a["accuracy"] <= a["accuracy_high"]
     # across triggers: every Good (3, 2, 1) against every Bad (1, 2, 3), ties ½ → 0.5
     assert a["accuracy_across"] == pytest.approx(0.5)
-    assert a["failed"] == 0 and a["judgements_per_s"] == pytest.approx(1.0)
+    assert a["failed"] == 0 and a["judgements_per_s"] == pytest.approx(2.0)
     # B: the failed pair (3, 1) leaves trigger 3 with only a Bad candidate
     assert b["failed"] == 1 and b["scored"] == 5 and b["good_bad_pairs"] == 4
     assert b["accuracy"] == pytest.approx(3 / 4)

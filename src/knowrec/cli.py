@@ -737,7 +737,7 @@ def judge_evaluate(
     wall = time.perf_counter() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.write_parquet(out)
-    report = evaluate_golden(gold, scores, wanted)
+    report = evaluate_golden(gold, scores, wanted, seconds=stats.seconds if stats.calls else None)
     title = (
         f"judge on {golden.name}: {gold.height} pairs, "
         f"{gold['trigger_id'].n_unique()} triggers, {len(judge.personas)} judges"
@@ -758,8 +758,8 @@ def judge_evaluate(
     print_rows(console, title, rows, missing="no (Good, Bad) pair of that kind was scored")
     console.print(
         f"{stats.calls} model calls, {stats.cached} answers from the cache, {wall:.1f} s; "
-        f"judgements/s is per second of model time as measured when computed. "
-        f"Scores: {out}"
+        "judgements/s: golden pairs per second of this run's scoring, shared by the "
+        f"variants asked together (— when every answer came from the cache). Scores: {out}"
     )
 
 

@@ -83,11 +83,13 @@ def _ids_with_engagement(sessions: pl.DataFrame, rule: str) -> list[str]:
     return sorted(good["item_id"].unique().to_list())
 
 
-def _sample(ids: Sequence[str], n: int, seed: int) -> list[str]:
-    if n >= len(ids):
-        return list(ids)
-    rng = np.random.default_rng(seed)
-    return [ids[i] for i in sorted(rng.choice(len(ids), size=n, replace=False))]
+def _sample(ids: Sequence[str], n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
+    """n of ``ids`` not in ``exclude`` at random, in their order; a larger n keeps the
+    smaller n's sample (so more judged triggers reuse the judge's cached answers)."""
+    skip = set(exclude)
+    shuffled = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    keep = set([i for i in shuffled if i not in skip][:n])
+    return [i for i in ids if i in keep]
 
 
 def prepare_data(cfg: ExploreData) -> Dataset:
@@ -137,8 +139,8 @@ def make_sessions(data: Dataset, cfg: ExploreConfig) -> dict[str, Any]:
         if part.is_empty():
             raise ConfigError(f"the {name} period has no session; change sessions.split")
     eval_ids = _sample(_ids_with_engagement(parts["test"], s.rule), cfg.judge.eval_triggers, s.seed)
-    pool = [i for i in _ids_with_engagement(parts["label"], s.rule) if i not in set(eval_ids)]
-    train_ids = _sample(pool, cfg.judge.train_triggers, s.seed + 1)
+    label_ids = _ids_with_engagement(parts["label"], s.rule)
+    train_ids = _sample(label_ids, cfg.judge.train_triggers, s.seed + 1, exclude=eval_ids)
     history = pl.concat([parts["fit"], parts["label"]])
     pop = history.group_by("item_id").agg(n=pl.col("session_id").n_unique())
     items = data.items.select("item_id").join(pop, on="item_id", how="left")

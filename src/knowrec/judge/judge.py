@@ -424,8 +424,9 @@ class Judge:
         ``status`` (``ok``; ``partial``: some judge calls failed and the scores average
         the others; ``failed``: a requested variant has no score), ``error``, ``calls``
         (model calls made now, retries included; 0 when all came from the cache) and
-        ``ms_ab`` / ``ms_c`` (model milliseconds of the pair's A/B and C calls, as
-        measured when computed).
+        ``ms_ab`` / ``ms_c`` (milliseconds from asking to answering the pair's A/B and C
+        calls, as measured when computed: model time on a sequential backend; on a batched
+        or concurrent one, waiting for a slot included).
         """
         wanted = self.variants if variants is None else parse_variants(variants)
         rows = _pair_rows(pairs)
@@ -611,6 +612,8 @@ def evaluate_golden(
     golden: pl.DataFrame,
     scores: pl.DataFrame,
     variants: str | Sequence[str] = VARIANTS,
+    *,
+    seconds: float | None = None,
 ) -> pl.DataFrame:
     """Pairwise accuracy of each variant's scores on a golden set (one row per variant).
 
@@ -618,28 +621,25 @@ def evaluate_golden(
     Failed pairs (no score) are left out of that variant's evaluation. Columns:
     ``variant``, the accuracies of :func:`~knowrec.judge.golden.golden_report` (within
     trigger with its bootstrap interval, hard, easy, across triggers) and its pair counts,
-    ``scored``, ``failed``, ``model_seconds`` (the variant's model time as measured when
-    computed; C's excludes the A/B calls it shares nothing with but the pair's prompt
-    prefix) and ``judgements_per_s`` (scored pairs per model second).
+    ``scored``, ``failed`` and ``judgements_per_s``: golden pairs per second of
+    ``seconds``, the wall time that computed the scores (NaN when not given, e.g. when
+    they came from the cache; variants computed together share it).
     """
     rows = []
     for variant in parse_variants(variants):
         col = f"score_{variant.lower()}"
-        ms_col = "ms_c" if variant == "C" else "ms_ab"
-        table = scores.select(*PAIR_COLUMNS, score=pl.col(col), ms=pl.col(ms_col)).filter(
+        table = scores.select(*PAIR_COLUMNS, score=pl.col(col)).filter(
             pl.col("score").is_not_null() & pl.col("score").is_not_nan()
         )
         table = table.unique(subset=list(PAIR_COLUMNS), keep="first", maintain_order=True)
         g = golden.join(table.select(PAIR_COLUMNS), on=list(PAIR_COLUMNS), how="semi")
-        seconds = float(table.join(g.select(PAIR_COLUMNS), on=list(PAIR_COLUMNS))["ms"].sum()) / 1e3
         rows.append(
             {
                 "variant": variant,
-                **golden_report(g, table.drop("ms")),
+                **golden_report(g, table),
                 "scored": g.height,
                 "failed": golden.height - g.height,
-                "model_seconds": seconds,
-                "judgements_per_s": g.height / seconds if seconds > 0 else math.nan,
+                "judgements_per_s": golden.height / seconds if seconds else math.nan,
             }
         )
     return pl.DataFrame(rows)

@@ -2,9 +2,11 @@
 
 :func:`answer_requests_spark` answers any list of :class:`~knowrec.llm.base.Request` (the
 same requests, cache keys, validation and failure records as :meth:`LLM.map
-<knowrec.llm.base.LLM.map>` of the ``openai`` backend); :func:`generate_knowledge_spark`
-is knowledge generation on top of it, giving the table of
-:meth:`KnowledgeGenerator.generate <knowrec.knowledge.generate.KnowledgeGenerator.generate>`.
+<knowrec.llm.base.LLM.map>` of the ``openai`` backend); :class:`SparkLLM` is that backend
+with its ``map`` on Spark, so any knowrec component batches through it (pipelines get it
+from :func:`spark_llm`); :func:`generate_knowledge_spark` is
+:meth:`KnowledgeGenerator.generate <knowrec.knowledge.generate.KnowledgeGenerator.generate>`
+with it.
 
 How it runs: the driver builds the requests and their cache keys, drops those already
 answered (in ``out`` or in the local SQLite ``cache``) and hands the rest to Spark as
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 
     from knowrec.data.tables import Dataset
     from knowrec.knowledge.factors import Side
-    from knowrec.knowledge.generate import KnowledgeConfig, KnowledgeGenerator
+    from knowrec.knowledge.generate import KnowledgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -242,54 +244,49 @@ def generate_knowledge_spark(
     flush_s: float = 30.0,
 ) -> pl.DataFrame:
     """The knowledge table of an LLM ``method`` (``trawl``, ``kar``, LLM summaries) with
-    its requests answered on Spark: the table, prompts and cache keys of
-    ``KnowledgeGenerator(config, llm=make_llm("openai", **llm_settings)).generate(...)``.
+    its requests answered on Spark: ``KnowledgeGenerator(config, llm=SparkLLM(...))
+    .generate(...)``, the table, prompts and cache keys of a local run with the ``openai``
+    backend of ``llm_settings``.
 
     ``out`` keeps the answers (a rerun resumes from it); with ``cache`` they are also
     written to that SQLite cache, where a local run with the same settings finds them.
     """
-    gen = knowledge_generator(llm_settings, config)
-    if ids is None:
-        from knowrec.knowledge.generate import item_ids, user_ids
-
-        ids = item_ids(data) if side == "item" else user_ids(data)
-    ids = [str(i) for i in ids][: None if limit is None else max(limit, 0)]
-    try:
-        requests = gen.llm_requests(data, method, side, ids=ids, history=history, cut=cut)
-        results = answer_requests_spark(
-            spark, requests, llm_settings, out, validate=gen.validator(method, side),
-            cache=cache, partitions=partitions, chunk=chunk, flush_s=flush_s,
-        )  # fmt: skip
-        from knowrec.knowledge.generate import GenerationStats
-
-        gen.stats = GenerationStats(items=len(ids))
-        phash = gen.prompt_hash(method, side)
-        return gen.results_table(ids, side, method, results, phash)
-    finally:
-        gen.llm.close()
-
-
-def knowledge_generator(
-    llm_settings: Mapping[str, Any], config: KnowledgeConfig | Mapping[str, Any] | None = None
-) -> KnowledgeGenerator:
-    """The generator whose requests :func:`generate_knowledge_spark` sends: the ``openai``
-    backend of ``llm_settings`` also truncates its inputs, as in a local run."""
     from knowrec.knowledge.generate import KnowledgeConfig, KnowledgeGenerator
 
+    if "cache" in llm_settings:
+        raise ConfigError("llm_settings may not hold 'cache': pass cache= to the Spark job")
     if config is not None and not isinstance(config, KnowledgeConfig):
         config = KnowledgeConfig.from_mapping(dict(config))
-    return KnowledgeGenerator(config, llm=openai_llm(llm_settings), progress=False)
+    job = {"partitions": partitions, "chunk": chunk, "flush_s": flush_s}
+    llm = SparkLLM({}, out, spark=spark, job=job, cache=cache, **llm_settings)
+    try:
+        gen = KnowledgeGenerator(config, llm=llm, progress=False)
+        return gen.generate(data, method, side, ids=ids, history=history, cut=cut, limit=limit)
+    finally:
+        if isinstance(cache, ResultCache):
+            llm.cache = None  # the caller's cache stays open
+        llm.close()
 
 
 class SparkLLM(OpenAILLM):
     """The ``openai`` backend whose :meth:`map` runs on Spark (:func:`answer_requests_spark`,
     answers kept in ``out``): every batch a pipeline sends — knowledge, judge grades, Q'
     queries — becomes a Spark job; single calls go to the server from the driver.
+    ``spark``: a session to use instead of ``spark_session(spark_settings)``; ``job``: the
+    ``partitions``, ``chunk`` and ``flush_s`` of :func:`answer_requests_spark`.
     ``settings``: the keywords of :class:`~knowrec.llm.openai.OpenAILLM`."""
 
-    def __init__(self, spark_settings: Mapping[str, Any], out: str | Path, **settings: Any):
+    def __init__(
+        self,
+        spark_settings: Mapping[str, Any],
+        out: str | Path,
+        *,
+        spark: SparkSession | None = None,
+        job: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ):
         super().__init__(**settings)
-        self.spark_settings, self.out = dict(spark_settings), out
+        self.spark_settings, self.out, self.spark, self.job = dict(spark_settings), out, spark, job
         self._plain = {k: v for k, v in settings.items() if k not in ("cache", "progress")}
 
     def map(
@@ -305,8 +302,8 @@ class SparkLLM(OpenAILLM):
 
         items = [r if isinstance(r, Request) else Request(r) for r in requests]
         return answer_requests_spark(
-            spark_session(self.spark_settings), items, self._plain, self.out,
-            validate=validate, cache=self.cache, retry_failed=retry_failed,
+            self.spark or spark_session(self.spark_settings), items, self._plain, self.out,
+            validate=validate, cache=self.cache, retry_failed=retry_failed, **(self.job or {}),
         )  # fmt: skip
 
 
