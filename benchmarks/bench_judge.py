@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument(
         "--inject", default=INJECTION, help="appended to Bad candidates (B×1); '' = skip"
     )
+    parser.add_argument("--no-swap", action="store_true", help="skip B×1 rev / swap")
     parser.add_argument("--timing-triggers", type=int, default=6, help="0 = no timing")
     parser.add_argument("--cache", type=Path, default=RUN_DIR / "llm.sqlite")
     parser.add_argument("--name", default="judge", help="benchmarks/results/<name>.json")
@@ -280,7 +281,7 @@ def main() -> None:
         for k in sorted({1, 3, args.personas}) if ab else []:
             if k <= args.personas:
                 speed[f"×{k}"] = timed(fresh(k), sample, data.items, ",".join(ab))
-        if ab:
+        if ab and not args.no_swap:
             both = pl.concat([sample, reverse(sample)])
             speed["swap"] = timed(fresh(1), both, data.items, "B") / 2
         if "C" in variants:
@@ -329,7 +330,7 @@ def main() -> None:
                     golden.filter(mask), part["score_b"].to_numpy()[mask.to_numpy()], None
                 )["accuracy"]
             results[f"B×{k} fit"] = entry
-        if ab:
+        if ab and not args.no_swap:
             one = judge_of(1, llm)
             rev = one.score(reverse(pairs), data.items, variants="B")["score_b"].to_numpy()
             fwd = one.score(pairs, data.items, variants="B")["score_b"].to_numpy()

@@ -21,6 +21,7 @@ from knowrec.config import load_config, validate
 from knowrec.errors import ConfigError, UnknownIdError
 from knowrec.explore.config import ExploreConfig, PathSpec, ServeConfig
 from knowrec.explore.evaluate import (
+    NEEDED,
     EvalFrames,
     choose_combination,
     reco_dcg_intervals,
@@ -260,6 +261,34 @@ def test_a_constant_quality_score_is_not_used() -> None:
     assert choose_combination(cfg, full, EvalFrames(empty, empty, empty)).quality_z is not None
 
 
+def test_lambda_from_clicks_of_all_impressions() -> None:
+    """click_metric = "all": λ is chosen on every held-out impression, so a sweep exists
+    even without judged impressions (where "filtered" has nothing to measure)."""
+    rng = np.random.default_rng(1)
+    quality = rng.uniform(0, 4, 200)
+    ranker = rng.normal(size=200)
+    impressions = pl.DataFrame(
+        {
+            "group": np.repeat(np.arange(20), 10),
+            "clicked": (ranker > 1.0).astype(np.int64),  # clicks follow the ranker
+            "ranker": ranker,
+            "quality": quality,
+        }
+    )
+    slates = pl.DataFrame(
+        {"trigger_id": np.repeat([f"t{i}" for i in range(20)], 10), "judge": quality}
+    ).with_columns(ranker=pl.Series(ranker), quality=pl.Series(quality))
+    ev = EvalFrames(impressions, pl.DataFrame(), slates)
+    full = pl.DataFrame({"ranker": ranker, "quality": quality})
+    final = tiny_config().final.model_copy(update={"quality": "lgbm"})
+    filtered = choose_combination(tiny_config(final=final), full, ev)
+    assert filtered.lam == 0.0 and "no judged" in filtered.chosen_by
+    final = final.model_copy(update={"click_metric": "all", "max_drop": 0.5})
+    comb = choose_combination(tiny_config(final=final), full, ev)
+    assert len(comb.sweep) == len(final.lambdas) and "every held-out impression" in comb.chosen_by
+    assert 0.0 < comb.lam < 1.0  # quality raises RecoDCG, clicks bound λ
+
+
 def test_reco_dcg_per_trigger_and_paired_intervals() -> None:
     from knowrec.metrics import reco_dcg_at_k
 
@@ -276,7 +305,9 @@ def test_reco_dcg_per_trigger_and_paired_intervals() -> None:
     delta, interval = ci["Δ RecoDCG@5 vs baseline (95% CI)"].split(" ", 1)
     lo, hi = (float(x) for x in interval.strip("[]").split(", "))
     assert 0 < lo <= float(delta) <= hi  # ranking by the judge beats a random order
+    assert 2 <= ci[NEEDED] <= 30  # a clear difference: fewer triggers than here would do
     assert reco_dcg_intervals(rand, rand)["Δ RecoDCG@5 vs baseline (95% CI)"].startswith("+0.00")
+    assert reco_dcg_intervals(rand, rand)[NEEDED] is None
     assert reco_dcg_intervals({"t0": 1.0}, {"t0": 1.0})["RecoDCG@5 95% CI"] == ""
 
 

@@ -4,6 +4,7 @@ filtered ClickNDCG), the choice of λ and the rows of Table 5."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -213,8 +214,9 @@ def metrics_row(
 
 def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -> Combination:
     """z-statistics from every served pair (the traffic sample); λ fixed by the config or
-    chosen from the sweep of quality-filtered ClickNDCG@5 against RecoDCG@5 on the judged
-    held-out triggers (the paper's trade-off curve)."""
+    chosen from the sweep of the click metric (``final.click_metric``: quality-filtered
+    ClickNDCG@5 as in the paper, or ClickNDCG@5 on every held-out impression) against
+    RecoDCG@5 on the judged held-out triggers (the paper's trade-off curve)."""
     from knowrec.metrics import quality_filtered_click_ndcg_at_k, reco_dcg_at_k
     from knowrec.ranking import ZScore, choose_lambda, lambda_sweep
 
@@ -227,23 +229,33 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
     if quality_z.std == 0 or np.ptp(q[np.isfinite(q)]) == 0:
         why = "the quality model gives one constant score (too few judged labels?): not used"
         return Combination(0.0, ranker_z, None, chosen_by=why)
-    j, s = ev.judged, ev.slates
-    fixed = cfg.final.fixed_lambda
+    s, fixed = ev.slates, cfg.final.fixed_lambda
+    j = ev.impressions if cfg.final.click_metric == "all" else ev.judged
     if not (j.height and j["clicked"].sum() and s.height):
         lam = 0.0 if fixed is None else fixed
         why = "fixed by the config" if fixed is not None else "no judged held-out trigger: λ = 0"
         return Combination(lam, ranker_z, quality_z, chosen_by=why)
     n = j.height
     both = pl.concat([j.select("ranker", QUALITY), s.select("ranker", QUALITY)])
-    clicked, jg, judge_j = j["clicked"].to_numpy(), j["group"].to_numpy(), j["judge"].to_numpy()
+    clicked, jg = j["clicked"].to_numpy(), j["group"].to_numpy()
     sj, st = s["judge"].to_numpy(), s["trigger_id"].to_numpy()
     thr = cfg.judge.threshold
+    if cfg.final.click_metric == "all":
+
+        def clicks(x: np.ndarray) -> float:
+            return _quiet(lambda: click_ndcg_at_k(clicked, x[:n], 5, jg))
+    else:
+        judge_j = j["judge"].to_numpy()
+
+        def clicks(x: np.ndarray) -> float:
+            return _quiet(
+                lambda: quality_filtered_click_ndcg_at_k(clicked, x[:n], judge_j, 5, jg, thr)
+            )
+
     points = lambda_sweep(
         both["ranker"].to_numpy(),
         both[QUALITY].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
-        lambda x: _quiet(
-            lambda: quality_filtered_click_ndcg_at_k(clicked, x[:n], judge_j, 5, jg, thr)
-        ),
+        clicks,
         lambda x: _quiet(lambda: reco_dcg_at_k(sj, x[n:], 5, st)),
         lambdas=cfg.final.lambdas,
         ranker_z=ranker_z,
@@ -255,9 +267,14 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
     if not finite:
         return Combination(0.0, ranker_z, quality_z, points, "sweep undefined: λ = 0")
     best = choose_lambda(finite, max_drop_a=cfg.final.max_drop)
+    where = (
+        "every held-out impression"
+        if cfg.final.click_metric == "all"
+        else "the same held-out judged triggers (as in the paper)"
+    )
     why = (
-        f"largest RecoDCG@5 with quality-filtered ClickNDCG@5 within {cfg.final.max_drop:.0%} "
-        "of λ = 0, on the same held-out judged triggers (as in the paper)"
+        f"largest RecoDCG@5 with {cfg.final.click_label()} within {cfg.final.max_drop:.0%} "
+        f"of λ = 0, on {where}"
     )
     return Combination(best.lam, ranker_z, quality_z, points, why)
 
@@ -323,6 +340,10 @@ def reco_dcg_per_trigger(
     }
 
 
+#: Table 5 column: judged triggers a row's difference to the baseline needs to clear 0.
+NEEDED = "triggers for a clear Δ"
+
+
 def reco_dcg_intervals(
     values: Mapping[str, float],
     baseline: Mapping[str, float],
@@ -331,18 +352,22 @@ def reco_dcg_intervals(
     seed: int = 0,
 ) -> dict[str, str]:
     """95% bootstrap intervals over judged triggers (resampled with replacement) of a row's
-    RecoDCG@5 and of its difference to the baseline row on the same triggers (paired)."""
+    RecoDCG@5 and of its difference to the baseline row on the same triggers (paired), and
+    the number of judged triggers at which a difference of this mean and per-trigger
+    spread would clear 0 (``(1.96·sd / |mean|)²``)."""
     shared = sorted(set(values) & set(baseline))
     if len(shared) < 2:
-        return {"RecoDCG@5 95% CI": "", "Δ RecoDCG@5 vs baseline (95% CI)": ""}
+        return {"RecoDCG@5 95% CI": "", "Δ RecoDCG@5 vs baseline (95% CI)": "", NEEDED: None}
     v = np.array([values[t] for t in shared])
     d = v - np.array([baseline[t] for t in shared])
     idx = np.random.default_rng(seed).integers(0, len(shared), size=(draws, len(shared)))
     lo, hi = np.quantile(v[idx].mean(axis=1), [0.025, 0.975])
     dlo, dhi = np.quantile(d[idx].mean(axis=1), [0.025, 0.975])
+    sd, mean = float(d.std(ddof=1)), float(d.mean())
     return {
         "RecoDCG@5 95% CI": f"[{lo:.1f}, {hi:.1f}]",
-        "Δ RecoDCG@5 vs baseline (95% CI)": f"{d.mean():+.2f} [{dlo:+.2f}, {dhi:+.2f}]",
+        "Δ RecoDCG@5 vs baseline (95% CI)": f"{mean:+.2f} [{dlo:+.2f}, {dhi:+.2f}]",
+        NEEDED: math.ceil((1.96 * sd / abs(mean)) ** 2) if abs(mean) > 1e-9 else None,
     }
 
 

@@ -113,8 +113,8 @@ def report(
         "table5": {"protocol": t5_protocol, "rows": rows, "omitted": notes},
         "recall": {"protocol": recall_protocol, "rows": recall.to_dicts(), "paths": serve_info},
         "lambda_sweep": {
-            "protocol": "the full set's judged held-out triggers; x = quality-filtered "
-            "ClickNDCG@5, y = RecoDCG@5",
+            "protocol": f"x = {cfg.final.click_label()} ({cfg.final.click_metric} held-out "
+            "impressions), y = RecoDCG@5 on the full set's judged held-out triggers",
             **comb.to_dict(),
         },
         "stage1": stage1,
@@ -127,7 +127,7 @@ def report(
     figures = []
     if comb.sweep:
         chosen = next((p for p in comb.sweep if p.lam == comb.lam), None)
-        figures.append(tradeoff_figure(comb.sweep, chosen=chosen))
+        figures.append(tradeoff_figure(comb.sweep, chosen=chosen, label_a=cfg.final.click_label()))
     recall_figure = group_figure(
         recall["path"].to_list(), {f"recall@{k}": recall[f"recall@{k}"]},
         ylabel=f"recall@{k}", title="held-out recall per path", points=False,
@@ -150,7 +150,7 @@ def report(
         ReportSection(
             "λ trade-off sweep",
             [
-                {"λ": p.lam, "QF ClickNDCG@5": p.metric_a, "RecoDCG@5": p.metric_b}
+                {"λ": p.lam, cfg.final.click_label(): p.metric_a, "RecoDCG@5": p.metric_b}
                 for p in comb.sweep
             ],
             notes=f"chosen λ = {comb.lam:g}: {comb.chosen_by}",
