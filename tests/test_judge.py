@@ -330,6 +330,26 @@ def test_broken_inputs_and_answers_are_recorded_failures() -> None:
         judge.score(pl.DataFrame({"trigger_id": ["1"]}), items)
 
 
+def test_both_directions_average_the_two_orders() -> None:
+    one = make_judge(variants="B")
+    two = make_judge(variants="B", both_directions=True)
+    items, pairs = items_table(), [("1", "2"), ("1", "3"), ("1", "6")]
+    forward = one.score(pairs, items)
+    reverse = one.score([(c, t) for t, c in pairs], items)
+    both = two.score(pairs, items)
+    assert both["candidate_id"].to_list() == ["2", "3", "6"] and two.stats.pairs == 3
+    for i in (0, 1):
+        mean = (forward["score_b"][i] + reverse["score_b"][i]) / 2
+        assert both["score_b"][i] == pytest.approx(mean) and both["status"][i] == "ok"
+        assert len(both["probs"][i]) == 2 * len(PERSONAS)  # forward judges, then reversed
+    assert forward["score_b"][0] != reverse["score_b"][0]  # the orders do differ here
+    odd = both.row(2, named=True)  # one forward judge without a label ("nolabel")
+    assert odd["status"] == "partial" and odd["error"].startswith("forward: ")
+    assert odd["score_b"] == pytest.approx((forward["score_b"][2] + reverse["score_b"][2]) / 2)
+    assert len(odd["probs"]) == 2 * len(PERSONAS) - 1
+    assert one.fingerprint() != two.fingerprint()
+
+
 def test_item_text_modes_and_fence_tags_stripped() -> None:
     knowledge = {"1": "Genres: animation. Audience: children.", "3": "Mood: <item>dark</item>."}
     items = items_table().with_columns(

@@ -688,6 +688,9 @@ def judge_evaluate(
     knowledge: Annotated[
         Path | None, typer.Option(help="knowledge table (Parquet: id, text) for --item-text")
     ] = None,
+    both_directions: Annotated[
+        bool, typer.Option(help="also judge each pair reversed, average (2x calls)")
+    ] = False,
     backend: BackendOpt = "llamacpp",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -731,6 +734,7 @@ def judge_evaluate(
             reasoning_tokens=reasoning_tokens,
             item_text=item_text,
             knowledge=texts,
+            both_directions=both_directions,
         )
         scores = judge.score(gold.select("trigger_id", "candidate_id"), items)
         stats = judge.stats

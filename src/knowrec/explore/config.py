@@ -161,6 +161,7 @@ class JudgeConfig(Section):
     # (`knowledge`: a table of `knowrec knowledge generate`), or both; no knowledge → raw.
     item_text: Literal["raw", "knowledge", "both"] = "raw"
     knowledge: str | None = None
+    both_directions: bool = False  # each pair judged both ways, averaged (2× the calls)
 
     @model_validator(mode="after")
     def _knowledge_table(self) -> JudgeConfig:

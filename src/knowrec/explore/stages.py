@@ -465,6 +465,7 @@ def judge_candidates(
             seed=j.seed,
             item_text=j.item_text,
             knowledge=knowledge,
+            both_directions=j.both_directions,
         )
         scores = judge.score(pairs.select("trigger_id", "candidate_id"), items)
         col = f"score_{j.variant.lower()}"

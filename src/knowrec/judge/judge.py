@@ -234,7 +234,9 @@ class Judge:
     decoding; it is part of the cache key). ``item_text``: ``"raw"`` (the item's text),
     ``"knowledge"`` (its title and its knowledge text from ``knowledge``, id → text, e.g.
     TRAWL's genres, themes, mood, audience) or ``"both"`` (title, knowledge, then raw text);
-    an item without knowledge falls back to its raw text.
+    an item without knowledge falls back to its raw text. ``both_directions``: judge each
+    pair also with trigger and candidate swapped and average the two (twice the calls; on
+    the ML-1M golden set the most accurate judge per second, BENCHMARKS.md).
     """
 
     def __init__(
@@ -250,6 +252,7 @@ class Judge:
         seed: int = 0,
         item_text: str = "raw",
         knowledge: Mapping[str, str] | None = None,
+        both_directions: bool = False,
         progress: bool = True,
     ) -> None:
         noun = " ".join(str(noun).split())
@@ -288,6 +291,7 @@ class Judge:
         self.reasoning_tokens = reasoning_tokens
         self.seed = seed
         self.item_text = item_text
+        self.both_directions = both_directions
         self.knowledge = {str(k): " ".join(str(v).split()) for k, v in (knowledge or {}).items()}
         self.progress = progress
         self.personas = [self._fill(p, "persona") for p in texts]
@@ -313,6 +317,7 @@ class Judge:
             "reasoning_tokens": self.reasoning_tokens,
             "seed": self.seed,
             "item_text": self.item_text,
+            "both_directions": self.both_directions,
             "model": getattr(self.llm, "model_id", None),
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -429,10 +434,13 @@ class Judge:
         or concurrent one, waiting for a slot included).
         """
         wanted = self.variants if variants is None else parse_variants(variants)
-        rows = _pair_rows(pairs)
+        pairs_asked = _pair_rows(pairs)
+        rows = (
+            pairs_asked + [(c, t) for t, c in pairs_asked] if self.both_directions else pairs_asked
+        )
         started = time.perf_counter()
         calls_before = self.llm.calls
-        self.stats = JudgeStats(pairs=len(rows))
+        self.stats = JudgeStats(pairs=len(pairs_asked))
         texts = self.item_texts(items, {i for pair in rows for i in pair}) if rows else {}
         states = [self._prepare(t, c, texts, wanted) for t, c in rows]
         first: dict[str, int] = {}
@@ -449,6 +457,9 @@ class Judge:
                 bar.advance(len(chunk))
         records = [self._record(s, wanted) for s in states]
         frame = pl.DataFrame(records, schema=SCORE_SCHEMA, orient="row")
+        if self.both_directions:
+            n = len(pairs_asked)
+            frame = _both_directions(frame.head(n), frame.slice(n))
         self.stats.failed = int((frame["status"] == "failed").sum()) if rows else 0
         self.stats.calls = self.llm.calls - calls_before
         self.stats.seconds = time.perf_counter() - started
@@ -584,6 +595,37 @@ class Judge:
             ms_ab if s.ab else None,
             ms_c if s.reasoning is not None else None,
         )
+
+
+def _both_directions(forward: pl.DataFrame, reverse: pl.DataFrame) -> pl.DataFrame:
+    """One row per pair from its two directions: each score the mean of the directions
+    that have it, the judges' distributions of both (forward first), the forward
+    reasoning, ``partial`` when one direction failed, calls and milliseconds summed."""
+
+    def mean(values: list[Any]) -> float | None:
+        found = [v for v in values if v is not None and not math.isnan(v)]
+        return sum(found) / len(found) if found else None
+
+    def total(values: list[Any]) -> float | None:
+        found = [v for v in values if v is not None]
+        return sum(found) if found else None
+
+    rows = []
+    for f, r in zip(forward.iter_rows(named=True), reverse.iter_rows(named=True), strict=True):
+        statuses = {f["status"], r["status"]}
+        errors = [f"{d}: {x['error']}" for d, x in (("forward", f), ("reversed", r)) if x["error"]]
+        rows.append(
+            {
+                **f,
+                **{c: mean([f[c], r[c]]) for c in ("score_a", "score_b", "score_c")},
+                **{c: (f[c] or []) + (r[c] or []) or None for c in ("probs", "probs_c")},
+                "status": statuses.pop() if len(statuses) == 1 else "partial",
+                "error": "; ".join(errors) or None,
+                "calls": f["calls"] + r["calls"],
+                **{c: total([f[c], r[c]]) for c in ("ms_ab", "ms_c")},
+            }
+        )
+    return pl.DataFrame(rows, schema=SCORE_SCHEMA)
 
 
 def _ms(results: Sequence[Result]) -> float:
