@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, write_result
 from knowledge_ml1m import load_ml1m_with_plots
 from knowrec.judge import Judge, evaluate_golden, golden_report, load_golden, parse_variants
+from knowrec.knowledge import knowledge_texts
 from knowrec.llm.base import DIGITS, Request
 
 log = logging.getLogger("bench_judge")
@@ -238,10 +239,7 @@ def main() -> None:
         keep = golden["trigger_id"].unique(maintain_order=True).head(args.limit_triggers)
         golden = golden.filter(pl.col("trigger_id").is_in(keep.to_list()))
     log.info("golden set: %d pairs, %d triggers", golden.height, golden["trigger_id"].n_unique())
-    knowledge = None
-    if args.item_text != "raw":
-        table = pl.read_parquet(args.knowledge).filter(pl.col("status") == "ok")
-        knowledge = dict(zip(table["id"].cast(pl.String), table["text"], strict=True))
+    knowledge = knowledge_texts(args.knowledge) if args.item_text != "raw" else None
 
     from knowrec.llm import make_llm
 
@@ -255,7 +253,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     halves: list = []
 
-    def judge_of(personas: int, llm: Any) -> Judge:
+    def judge_of(personas: int, llm: Any, both_directions: bool = False) -> Judge:
         return Judge(
             llm,
             noun="movie",
@@ -265,12 +263,13 @@ def main() -> None:
             reasoning_tokens=args.reasoning_tokens,
             item_text=args.item_text,
             knowledge=knowledge,
+            both_directions=both_directions,
             progress=False,
         )
 
-    def fresh(k: int) -> Any:  # a judge of k judges on its own LLM with an empty cache
+    def fresh(k: int, both_directions: bool = False) -> Any:  # own LLM, empty cache
         return lambda cache: judge_of(
-            k, make_llm(args.backend, model=args.model, cache=cache, **extra)
+            k, make_llm(args.backend, model=args.model, cache=cache, **extra), both_directions
         )
 
     speed: dict[str, float] = {}
@@ -282,8 +281,7 @@ def main() -> None:
             if k <= args.personas:
                 speed[f"×{k}"] = timed(fresh(k), sample, data.items, ",".join(ab))
         if ab and not args.no_swap:
-            both = pl.concat([sample, reverse(sample)])
-            speed["swap"] = timed(fresh(1), both, data.items, "B") / 2
+            speed["swap"] = timed(fresh(1, both_directions=True), sample, data.items, "B")
         if "C" in variants:
             speed["C"] = timed(fresh(args.personas), sample, data.items, "C")
         log.info("judgements/s on %d pairs: %s", sample.height, speed)
@@ -331,11 +329,10 @@ def main() -> None:
                 )["accuracy"]
             results[f"B×{k} fit"] = entry
         if ab and not args.no_swap:
-            one = judge_of(1, llm)
-            rev = one.score(reverse(pairs), data.items, variants="B")["score_b"].to_numpy()
-            fwd = one.score(pairs, data.items, variants="B")["score_b"].to_numpy()
-            results["B×1 rev"] = row(golden, rev, speed.get("×1"))
-            results["B×1 swap"] = row(golden, (fwd + rev) / 2, speed.get("swap"))
+            rev = judge_of(1, llm).score(reverse(pairs), data.items, variants="B")
+            both = judge_of(1, llm, both_directions=True).score(pairs, data.items, variants="B")
+            results["B×1 rev"] = row(golden, rev["score_b"].to_numpy(), speed.get("×1"))
+            results["B×1 swap"] = row(golden, both["score_b"].to_numpy(), speed.get("swap"))
         if args.inject and ab:
             one = judge_of(1, llm)
             base = one.score(pairs, data.items, variants="B")["score_b"].to_numpy()

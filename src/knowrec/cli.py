@@ -707,14 +707,11 @@ def judge_evaluate(
     import polars as pl
 
     from knowrec.judge import Judge, evaluate_golden, load_golden, parse_variants
-    from knowrec.knowledge import read_knowledge_texts
+    from knowrec.knowledge import knowledge_texts
     from knowrec.llm import make_llm
 
     wanted = parse_variants(variants)
-    texts = None
-    if knowledge is not None:
-        table = read_knowledge_texts(knowledge)
-        texts = dict(zip(table["id"], table["text"], strict=True))
+    texts = knowledge_texts(knowledge) if knowledge is not None else None
     if limit_triggers is not None and limit_triggers < 1:
         raise ConfigError(f"--limit-triggers must be at least 1, got {limit_triggers}")
     items = data_opts.load(data).items

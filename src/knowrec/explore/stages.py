@@ -443,7 +443,7 @@ def judge_candidates(
 ) -> None:
     """The judge's 0–4 score of each pair (``quality``; null when the judge failed)."""
     from knowrec.judge import Judge
-    from knowrec.knowledge import read_knowledge_texts
+    from knowrec.knowledge import knowledge_texts
 
     j = cfg.judge
     table = pairs.with_columns(
@@ -453,8 +453,7 @@ def judge_candidates(
     if pairs.height:
         knowledge = None
         if j.item_text != "raw" and j.knowledge is not None:
-            table = read_knowledge_texts(j.knowledge)
-            knowledge = dict(zip(table["id"], table["text"], strict=True))
+            knowledge = knowledge_texts(j.knowledge)
         judge = Judge(
             res.llm,
             noun=j.noun,

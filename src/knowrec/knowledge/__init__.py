@@ -17,6 +17,7 @@ from knowrec.knowledge.generate import (
     empty_knowledge,
     generate_knowledge,
     item_ids,
+    knowledge_texts,
     read_knowledge_texts,
     user_ids,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "generate_knowledge",
     "item_ids",
     "item_raw_texts",
+    "knowledge_texts",
     "load_domain",
     "read_knowledge_texts",
     "render_profile",

@@ -150,6 +150,12 @@ def read_knowledge_texts(path: str | Path) -> pl.DataFrame:
     return frame.select(pl.col("id").cast(pl.String), "text").drop_nulls()
 
 
+def knowledge_texts(path: str | Path) -> dict[str, str]:
+    """:func:`read_knowledge_texts` as an id → text mapping (what the judge reads)."""
+    table = read_knowledge_texts(path)
+    return dict(zip(table["id"], table["text"], strict=True))
+
+
 class KnowledgeGenerator:
     """Generates knowledge tables for one domain with one LLM and one encoder.
 
