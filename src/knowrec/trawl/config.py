@@ -82,6 +82,8 @@ class TrawlConfig(Section):
     ablation_backbones: list[str] | None = None  # default: every backbone
     sweep: dict[Literal["w1", "w2", "tau"], list[float]] = Field(default_factory=dict)
     sweep_backbone: str = "din"
+    # The report's nearest-item examples: item ids or titles (default: the 5 most sampled).
+    neighbour_items: list[str] = Field(default_factory=list)
     engine: Literal["local", "spark"] = "local"  # where SWING and LLM knowledge run
     spark: dict[str, str | int | float | bool] = Field(default_factory=dict)  # spark.* keys
 
@@ -111,5 +113,5 @@ class TrawlConfig(Section):
 NOT_TRAINING = (
     "pipeline", "name", "plugins", "data", "protocol", "knowledge", "encoder", "swing",
     "backbones", "backbone_params", "w1", "w2", "tau", "seeds", "ablations",
-    "ablation_backbones", "sweep", "sweep_backbone", "engine", "spark",
+    "ablation_backbones", "sweep", "sweep_backbone", "neighbour_items", "engine", "spark",
 )  # fmt: skip

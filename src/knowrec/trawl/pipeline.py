@@ -31,7 +31,16 @@ from knowrec.errors import ConfigError
 from knowrec.report import write_report
 from knowrec.runs import Run, config_slice
 from knowrec.trawl.config import NOT_TRAINING, TrawlConfig
-from knowrec.trawl.report import print_table, protocol_text, summarise, swing_examples
+from knowrec.trawl.probe import category_column, knowledge_probes
+from knowrec.trawl.report import (
+    neighbour_examples,
+    pick_items,
+    print_table,
+    probe_section,
+    protocol_text,
+    summarise,
+    swing_examples,
+)
 from knowrec.trawl.stages import (
     ITEM_VECTORS,
     encode_table,
@@ -111,6 +120,7 @@ def run_trawl(
     )
     sizes = ", ".join(f"{k} {samples[k].height:,}" for k in ("train", "valid", "test"))
     console.print(f"CTR samples: {sizes}")
+    picks = pick_items(data.items, samples["train"], cfg.neighbour_items)  # checked early
 
     vectors: dict[str, dict[str, tuple[list[str], np.ndarray]] | None] = {"none": None}
     for method in [m for m in cfg.knowledge.methods if m != "none"]:
@@ -186,6 +196,7 @@ def run_trawl(
     (run.dir / "results.json").write_text(json.dumps(report, indent=2))
     sections = summarise(cfg, results, floor_rows)
     sections.append(swing_examples(partners, data.items))
+    sections += vector_sections(data, samples, vectors, results, picks)
     paths = write_report(run.dir, f"TRAWL — {cfg.name}", sections)
     if any(job["variant"] == "full" for job in results):  # what a server reads from it
         from knowrec.trawl.recommend import served_parts
@@ -195,6 +206,31 @@ def run_trawl(
     print_table(console, sections[2])
     console.print(f"report: {paths['report.html']}")
     return {**report, "report": str(paths["report.html"])}
+
+
+def vector_sections(
+    data: Dataset,
+    samples: dict[str, pl.DataFrame],
+    vectors: dict[str, dict[str, tuple[list[str], np.ndarray]] | None],
+    results: list[dict[str, Any]],
+    picks: list[str],
+) -> list[Any]:
+    """What the vectors hold: the nearest items of ``picks`` and the knowledge probe, for
+    each method's frozen vectors and the first TRAWL model's adapted item vectors."""
+    known = {m: v for m, v in vectors.items() if v}
+    try:
+        job = next(r for r in results if r["method"] == "trawl" and r["variant"] == "full")
+        adapted = adapted_item_vectors({"runs": results})
+        known[f"trawl adapted ({job['backbone']}, seed {job['seed']})"] = {"item": adapted}
+    except (StopIteration, ConfigError):
+        pass
+    sources = {name: v["item"] for name, v in known.items() if "item" in v}
+    column = category_column(data.items)
+    rows = []
+    if column:
+        every = pl.concat([samples[k] for k in ("train", "valid", "test")], how="diagonal_relaxed")
+        rows = knowledge_probes(data.items, every, known, column)
+    return [neighbour_examples(data.items, sources, picks), probe_section(rows, column)]
 
 
 def adapted_item_vectors(

@@ -1,13 +1,15 @@
-"""TRAWL's report: the protocol caption, Table 1, Table 2, the floors and the
-sensitivity curves."""
+"""TRAWL's report: the protocol caption, Table 1, Table 2, the floors, the sensitivity
+curves, and what the vectors hold (nearest items, the knowledge probe)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import polars as pl
 from rich.console import Console
 
+from knowrec.errors import ConfigError
 from knowrec.report import Section as ReportSection
 from knowrec.report import mean_std, print_rows, summary_figure
 from knowrec.trawl.config import TrawlConfig
@@ -130,4 +132,76 @@ def swing_examples(
         rows,
         notes="each training item's highest-SWING other item is its contrastive positive",
         empty="no item has a SWING positive",
+    )
+
+
+def pick_items(
+    items: pl.DataFrame, train: pl.DataFrame, wanted: list[str], n: int = 5
+) -> list[str]:
+    """Item ids for the neighbour examples: ``wanted`` (ids or titles, any case), by
+    default the ``n`` items with the most training samples."""
+    if not wanted:
+        top = train.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
+        return top["item_id"].cast(pl.String).head(n).to_list()
+    ids = set(items["item_id"].cast(pl.String).to_list())
+    by_title: dict[str, str] = {}
+    if "title" in items.columns:
+        for i, t in items.select(pl.col("item_id").cast(pl.String), "title").iter_rows():
+            by_title.setdefault(str(t).casefold(), i)
+    picked, unknown = [], []
+    for name in wanted:
+        item = name if name in ids else by_title.get(name.casefold())
+        (picked if item else unknown).append(item or name)
+    if unknown:
+        raise ConfigError(f"neighbour_items: no item has the id or title {unknown}")
+    return picked
+
+
+def neighbour_examples(
+    items: pl.DataFrame,
+    sources: dict[str, tuple[list[str], np.ndarray]],
+    picks: list[str],
+    k: int = 5,
+) -> ReportSection:
+    """The ``k`` nearest items (cosine) of each picked item under each vector source: what
+    each kind of knowledge (and the adapter trained on it) considers similar."""
+    title = {i: i for i in items["item_id"].cast(pl.String).to_list()}
+    if "title" in items.columns:
+        title |= dict(zip(*items.select("item_id", "title").cast(pl.String), strict=True))
+    rows = []
+    for item in picks:
+        for name, (ids, x) in sources.items():
+            where = {str(i): n for n, i in enumerate(ids)}
+            if item not in where:
+                continue
+            unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            sims = unit @ unit[where[item]]
+            sims[where[item]] = -np.inf
+            near = np.argsort(-sims, kind="stable")[:k]
+            rows.append(
+                {
+                    "item": title.get(item, item),
+                    "vectors": name,
+                    "nearest": "; ".join(title.get(str(ids[n]), str(ids[n])) for n in near),
+                }
+            )
+    return ReportSection(
+        "Nearest items by vector source",
+        rows,
+        notes=f"the {k} most cosine-similar items; 'adapted' = the trained TRAWL adapter's "
+        "output for the item's knowledge vector",
+        empty="no item vectors",
+    )
+
+
+def probe_section(rows: list[dict[str, Any]], column: str | None) -> ReportSection:
+    return ReportSection(
+        f"Knowledge probe — {column} from the vectors (linear, out-of-fold AUC)",
+        rows,
+        notes=f"item: does the item have this {column} value; user: does the user like it "
+        "more than their average item (vectors from the reserved history, targets from the "
+        "CTR samples); AUC of ridge regression over 5 folds, averaged over values; 0.5 = "
+        "nothing readable",
+        empty="no knowledge vectors" if column else "the items have no list column to probe",
+        missing="no vectors of that side, or no value with enough rows of both classes",
     )

@@ -1,0 +1,128 @@
+"""Linear probes of knowledge vectors: how much of what a recommender needs can a linear
+model read from them? Two targets, both from a category column of the items (ML-1M's
+genres, a news set's topics):
+
+- items: does the item belong to category g?
+- users: does the user like category g more than they like items overall (their positive
+  rate on g's samples above their own positive rate; users with at least ``min_samples``
+  samples of g)? The vectors come from the reserved history; the targets from the CTR
+  samples that follow it.
+
+Each score is the AUC, macro-averaged over the categories with enough rows of both
+classes, of ridge-regression decision values predicted out of fold (5 folds, pooled)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from knowrec.metrics import auc
+
+MIN_ROWS = 5  # of each class per category, or the category is skipped
+
+
+def category_column(items: pl.DataFrame) -> str | None:
+    """``genres`` or ``topics`` when the items have it, else their first list column."""
+    lists = [c for c, t in items.schema.items() if isinstance(t, pl.List)]
+    for name in ("genres", "topics", "categories"):
+        if name in lists:
+            return name
+    return lists[0] if lists else None
+
+
+def item_targets(items: pl.DataFrame, column: str) -> tuple[list[str], np.ndarray, list[str]]:
+    """Item ids, a 0/1 matrix (items × categories) and the category names."""
+    names = sorted(items[column].explode().drop_nulls().unique().to_list())
+    rows = items.select("item_id", column).drop_nulls(column)
+    y = np.array([[g in set(gs) for g in names] for gs in rows[column].to_list()], dtype=float)
+    return rows["item_id"].cast(pl.String).to_list(), y, names
+
+
+def user_targets(
+    samples: pl.DataFrame, items: pl.DataFrame, column: str, *, min_samples: int = 5
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """User ids and a matrix (users × categories): 1 where the user's positive rate on the
+    category beats their overall rate, 0 where it does not, NaN with too few samples."""
+    names = sorted(items[column].explode().drop_nulls().unique().to_list())
+    s = samples.select("user_id", "item_id", "label").with_columns(
+        overall=pl.col("label").mean().over("user_id")
+    )
+    per = (
+        s.join(items.select("item_id", column), on="item_id")
+        .explode(column)
+        .group_by("user_id", column)
+        .agg(rate=pl.col("label").mean(), n=pl.len(), overall=pl.col("overall").first())
+        .filter(pl.col("n") >= min_samples)
+        .with_columns(liked=(pl.col("rate") > pl.col("overall")).cast(pl.Float64))
+    )
+    users = sorted(per["user_id"].cast(pl.String).unique().to_list())
+    row = {u: i for i, u in enumerate(users)}
+    col = {g: j for j, g in enumerate(names)}
+    y = np.full((len(users), len(names)), np.nan)
+    for u, g, liked in per.select("user_id", column, "liked").iter_rows():
+        y[row[str(u)], col[g]] = liked
+    return users, y, names
+
+
+def probe_auc(
+    ids: list[str],
+    vectors: np.ndarray,
+    target_ids: list[str],
+    y: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    alpha: float = 1.0,
+) -> tuple[float, int]:
+    """Macro AUC of out-of-fold ridge predictions of each column of ``y`` (NaN = not
+    asked) from the rows of ``vectors`` whose id is in ``target_ids``, and the number of
+    categories scored; (nan, 0) when no category has enough rows."""
+    from sklearn.linear_model import Ridge
+
+    where = {str(i): k for k, i in enumerate(ids)}
+    keep = [k for k, t in enumerate(target_ids) if t in where]
+    x = vectors[[where[target_ids[k]] for k in keep]].astype(np.float64)
+    y = y[keep]
+    fold = np.random.default_rng(seed).permutation(len(keep)) % folds
+    aucs = []
+    for j in range(y.shape[1]):
+        asked = ~np.isnan(y[:, j])
+        labels = y[asked, j]
+        if min(labels.sum(), (1 - labels).sum()) < MIN_ROWS:
+            continue
+        pred = np.empty(len(labels))
+        xs, fs = x[asked], fold[asked]
+        for f in range(folds):
+            train = fs != f
+            if (fs == f).any() and 0 < labels[train].sum() < train.sum():
+                model = Ridge(alpha=alpha).fit(xs[train], labels[train])
+                pred[fs == f] = model.predict(xs[fs == f])
+            else:
+                pred[fs == f] = labels[train].mean() if train.any() else 0.5
+        aucs.append(auc(labels, pred))
+    return (float(np.mean(aucs)), len(aucs)) if aucs else (float("nan"), 0)
+
+
+def knowledge_probes(
+    items: pl.DataFrame,
+    samples: pl.DataFrame,
+    vectors: dict[str, dict[str, tuple[list[str], np.ndarray]]],
+    column: str,
+) -> list[dict[str, Any]]:
+    """One row per vector source (``vectors[name][side] = (ids, matrix)``): the item and
+    user probe AUCs (None where the source has no vectors of that side)."""
+    targets = {
+        "item": item_targets(items, column),
+        "user": user_targets(samples, items, column),
+    }
+    rows = []
+    for name, sides in vectors.items():
+        row: dict[str, Any] = {"vectors": name}
+        for side, (target_ids, y, _) in targets.items():
+            score, n = probe_auc(*sides[side], target_ids, y) if side in sides else (None, 0)
+            row[f"{side} {column} AUC"] = score
+            row[f"{side} categories"] = n
+        rows.append(row)
+    return rows
