@@ -13,7 +13,7 @@ import pytest
 
 from knowrec.config import validate
 from knowrec.data.synth import World
-from knowrec.errors import ConfigError
+from knowrec.errors import ConfigError, DataFormatError
 from knowrec.pipelines.demo import demo_config
 from knowrec.retrieval import make_recall_path
 from knowrec.trawl import TrawlConfig, adapted_item_vectors, run_trawl
@@ -70,6 +70,36 @@ def test_a_new_encoder_retrains_the_models_that_read_its_vectors(tmp_path: Path)
     assert stages["vectors-item-raw"]["cached"] is False
     assert stages["train-raw-din-full-s0"]["cached"] is False  # new vectors, new model
     assert stages["train-none-din-full-s0"]["cached"] is True  # reads no vectors
+
+
+def test_a_changed_stored_table_rebuilds_its_stages(tmp_path: Path) -> None:
+    """A table in ``tables_dir`` regenerated (a long job adding rows) was read once and
+    then kept: the stage key named the folder, not the file."""
+    from knowrec.data.config import load_data
+
+    items = load_data(demo_config().data).items
+    path = tmp_path / "tables" / "knowledge_item_trawl.parquet"
+    path.parent.mkdir()
+    items.select(id="item_id", text=pl.lit("Mood: funny.")).write_parquet(path)
+    cfg = small_config(path.parent, knowledge=demo_config().knowledge.model_copy(
+        update={"methods": ["trawl"], "sides": ["item"], "tables_dir": str(path.parent),
+                "generate": False}
+    ))  # fmt: skip
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1})})
+    run_trawl(cfg, tmp_path / "run")
+    items.select(id="item_id", text="title").write_parquet(path)
+    run_trawl(cfg, tmp_path / "run")
+    stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+    assert stages["knowledge-item-trawl"]["cached"] is False
+    assert stages["train-trawl-din-full-s0"]["cached"] is False
+    table = pl.read_parquet(
+        tmp_path / "run" / stages["knowledge-item-trawl"]["folder"] / "knowledge.parquet"
+    )
+    assert table["text"].to_list() == items["title"].to_list()
+
+    items.select("item_id", "title").write_parquet(path)  # not a knowledge table
+    with pytest.raises(DataFormatError, match=r"needs the columns \['id', 'text'\]"):
+        run_trawl(cfg, tmp_path / "run")
 
 
 def test_a_backbone_parameter_typo_fails_at_load() -> None:

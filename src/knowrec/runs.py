@@ -53,6 +53,12 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def file_digest(path: str | Path | None) -> str | None:
+    """A short hash of a file's bytes (None for no path): for stage keys that read a file
+    the config only names, so that a changed file rebuilds the stage."""
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def config_slice(config: BaseModel, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """Every field of ``config`` except ``exclude``: the parameters of a stage that reads
     (almost) all of it. Opt-out, so a new field cannot be forgotten."""

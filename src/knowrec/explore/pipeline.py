@@ -32,7 +32,6 @@ The config is :class:`knowrec.explore.config.ExploreConfig`, the stages' work is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -77,7 +76,7 @@ from knowrec.explore.stages import (
 from knowrec.ranking.cascade import score_columns
 from knowrec.ranking.combine import Combination
 from knowrec.retrieval.store import Candidate
-from knowrec.runs import Component, Run, versions
+from knowrec.runs import Component, Run, file_digest, versions
 
 
 def run_explore(
@@ -207,9 +206,7 @@ def _run_stages(
         "judge",
         {
             "judge": cfg.judge.model_dump(),
-            "knowledge": _file_digest(
-                cfg.judge.knowledge if cfg.judge.item_text != "raw" else None
-            ),
+            "knowledge": file_digest(cfg.judge.knowledge if cfg.judge.item_text != "raw" else None),
             "llm": res.llm_id(),
             "quality": cfg.final.quality,
         },
@@ -282,10 +279,6 @@ def _run_stages(
         shown,
         console,
     )
-
-
-def _file_digest(path: str | None) -> str | None:
-    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _copy_knowledge(table: str | None, directory: Path) -> Path | None:

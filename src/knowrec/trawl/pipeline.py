@@ -29,7 +29,7 @@ from knowrec.data.config import load_data
 from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
 from knowrec.report import write_report
-from knowrec.runs import Run, config_slice
+from knowrec.runs import Run, config_slice, file_digest
 from knowrec.trawl.config import NOT_TRAINING, TrawlConfig
 from knowrec.trawl.probe import category_column, knowledge_probes
 from knowrec.trawl.report import (
@@ -50,6 +50,7 @@ from knowrec.trawl.stages import (
     load_frames,
     make_protocol,
     save_frames,
+    stored_table,
     swing_positives,
 )
 
@@ -135,9 +136,10 @@ def run_trawl(
                 table.write_parquet(d / "knowledge.parquet")
 
             knowledge = config_slice(cfg.knowledge, exclude={"methods", "sides"})
+            stored = file_digest(stored_table(cfg.knowledge, method, side))  # a new file rebuilds
             table = run.stage(
                 f"knowledge-{side}-{method}",
-                {**knowledge, "method": method, "side": side},
+                {**knowledge, "method": method, "side": side, "stored": stored},
                 build,
                 lambda d: pl.read_parquet(d / "knowledge.parquet"),
                 after=["protocol"],

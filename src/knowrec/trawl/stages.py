@@ -38,6 +38,14 @@ def make_protocol(data: Dataset, cfg: ProtocolConfig) -> dict[str, pl.DataFrame]
     return {"history": guard["history"], **parts, "cold": cold}
 
 
+def stored_table(cfg: KnowledgeSection, method: str, side: str) -> Path | None:
+    """``<tables_dir>/<table_prefix>_<side>_<method>.parquet`` when it exists."""
+    if not cfg.tables_dir:
+        return None
+    path = Path(cfg.tables_dir) / f"{cfg.table_prefix}_{side}_{method}.parquet"
+    return path if path.exists() else None
+
+
 def knowledge_table(
     data: Dataset, history: pl.DataFrame, cfg: KnowledgeSection, method: str, side: str,
     cache: Path, *, engine: str = "local", spark: dict[str, Any] | None = None,
@@ -45,15 +53,15 @@ def knowledge_table(
     """A stored table from ``tables_dir`` when present, else generated (methods that need
     the LLM only when ``generate`` is true); with ``engine="spark"`` its batches are Spark
     jobs asking the ``openai`` backend's server (:func:`knowrec.spark.llm.spark_llm`)."""
-    from knowrec.knowledge import KnowledgeGenerator
+    from knowrec.knowledge import KnowledgeGenerator, read_knowledge_texts
 
     gen = KnowledgeGenerator(cfg.settings)
-    if cfg.tables_dir:
+    stored = stored_table(cfg, method, side)
+    if stored is not None:  # its answered rows; a clear error when it is no such table
+        return read_knowledge_texts(stored)
+    if cfg.tables_dir and not cfg.generate and gen.uses_llm(method):
         path = Path(cfg.tables_dir) / f"{cfg.table_prefix}_{side}_{method}.parquet"
-        if path.exists():
-            return pl.read_parquet(path)
-        if not cfg.generate and gen.uses_llm(method):
-            raise ConfigError(f"knowledge table {path} is missing and generate = false")
+        raise ConfigError(f"knowledge table {path} is missing and generate = false")
     llm = None
     if gen.uses_llm(method):
         from knowrec.llm import make_llm
@@ -78,7 +86,9 @@ def knowledge_table(
 def encode_table(table: pl.DataFrame, model: str, cache: Path) -> tuple[list[str], np.ndarray]:
     from knowrec.encoders import Encoder
 
-    ok = table.filter(pl.col("status").is_null() | (pl.col("status") == "ok"))
+    ok = table.drop_nulls("text")
+    if "status" in ok.columns:  # tables a user brings may have none
+        ok = ok.filter(pl.col("status").is_null() | (pl.col("status") == "ok"))
     vectors = Encoder(model, cache=cache).encode(ok["text"].to_list())
     return ok["id"].to_list(), vectors
 
