@@ -78,6 +78,8 @@ def test_nearest_items_and_the_picked_items() -> None:
     train = w["samples"]
     assert len(pick_items(w["items"], train, [])) == 5
     assert pick_items(w["items"], train, ["movie 7", "3"]) == ["7", "3"]
+    godfather = pl.DataFrame({"item_id": ["858"], "title": ["Godfather, The"]})
+    assert pick_items(godfather, train, ["The Godfather", "godfather, the"]) == ["858", "858"]
     with pytest.raises(ConfigError, match="no item has the id or title"):
         pick_items(w["items"], train, ["Casablanca"])
     section = neighbour_examples(w["items"], {"genre": w["vectors"]["informative"]["item"]}, ["7"])

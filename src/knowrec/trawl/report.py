@@ -138,8 +138,11 @@ def swing_examples(
 def pick_items(
     items: pl.DataFrame, train: pl.DataFrame, wanted: list[str], n: int = 5
 ) -> list[str]:
-    """Item ids for the neighbour examples: ``wanted`` (ids or titles, any case), by
-    default the ``n`` items with the most training samples."""
+    """Item ids for the neighbour examples: ``wanted`` (ids or titles, any case, "The
+    Godfather" or "Godfather, The"), by default the ``n`` items with the most training
+    samples."""
+    from knowrec.knowledge.inputs import display_title
+
     if not wanted:
         top = train.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
         return top["item_id"].cast(pl.String).head(n).to_list()
@@ -147,7 +150,8 @@ def pick_items(
     by_title: dict[str, str] = {}
     if "title" in items.columns:
         for i, t in items.select(pl.col("item_id").cast(pl.String), "title").iter_rows():
-            by_title.setdefault(str(t).casefold(), i)
+            for form in (str(t), display_title(str(t))):
+                by_title.setdefault(form.casefold(), i)
     picked, unknown = [], []
     for name in wanted:
         item = name if name in ids else by_title.get(name.casefold())
