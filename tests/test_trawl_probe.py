@@ -47,13 +47,15 @@ def world(n_items: int = 120, n_users: int = 80, seed: int = 0) -> dict:
 def test_the_probe_reads_what_the_vectors_hold_and_nothing_from_noise() -> None:
     w = world()
     assert category_column(w["items"]) == "genres"
-    rows = {
-        r["vectors"]: r for r in knowledge_probes(w["items"], w["samples"], w["vectors"], "genres")
-    }
+    history = w["samples"].group_by("user_id", maintain_order=True).head(5)
+    probes = knowledge_probes(w["items"], w["samples"], history, w["vectors"], "genres")
+    rows = {r["vectors"]: r for r in probes}
+    assert list(rows) == ["genres only (no text)", "informative", "noise"]
+    assert rows["genres only (no text)"]["item genres AUC"] == 1.0  # the column itself
     assert rows["informative"]["item genres AUC"] > 0.95
     assert rows["informative"]["user genres AUC"] > 0.95
-    assert rows["informative"]["item categories"] == 3
     assert 0.3 < rows["noise"]["item genres AUC"] < 0.7
+    assert 0.0 <= rows["noise"]["item liked AUC"] <= 1.0
     assert rows["noise"]["user genres AUC"] is None  # no user vectors
 
 

@@ -231,7 +231,7 @@ def vector_sections(
     rows = []
     if column:
         every = pl.concat([samples[k] for k in ("train", "valid", "test")], how="diagonal_relaxed")
-        rows = knowledge_probes(data.items, every, known, column)
+        rows = knowledge_probes(data.items, every, samples["history"], known, column)
     return [neighbour_examples(data.items, sources, picks), probe_section(rows, column)]
 
 

@@ -1,15 +1,19 @@
 """Linear probes of knowledge vectors: how much of what a recommender needs can a linear
-model read from them? Two targets, both from a category column of the items (ML-1M's
-genres, a news set's topics):
+model read from them? Three targets, from a category column of the items (ML-1M's genres,
+a news set's topics) and the CTR samples:
 
-- items: does the item belong to category g?
-- users: does the user like category g more than they like items overall (their positive
-  rate on g's samples above their own positive rate; users with at least ``min_samples``
-  samples of g)? The vectors come from the reserved history; the targets from the CTR
-  samples that follow it.
+- item categories: does the item belong to category g?
+- item liked: is the item's positive rate above the median item's (items with at least
+  ``min_samples`` samples)?
+- user categories: does the user like category g more than they like items overall (their
+  positive rate on g's samples above their own positive rate; users with at least
+  ``min_samples`` samples of g)? User vectors come from the reserved history; the targets
+  from the CTR samples that follow it.
 
 Each score is the AUC, macro-averaged over the categories with enough rows of both
-classes, of ridge-regression decision values predicted out of fold (5 folds, pooled)."""
+classes, of ridge-regression decision values predicted out of fold (5 folds, pooled). The
+reference row reads the categories alone (an item's one-hot categories; a user's mean over
+their history items), so a text method has to beat what the category column already says."""
 
 from __future__ import annotations
 
@@ -38,6 +42,37 @@ def item_targets(items: pl.DataFrame, column: str) -> tuple[list[str], np.ndarra
     rows = items.select("item_id", column).drop_nulls(column)
     y = np.array([[g in set(gs) for g in names] for gs in rows[column].to_list()], dtype=float)
     return rows["item_id"].cast(pl.String).to_list(), y, names
+
+
+def liked_targets(samples: pl.DataFrame, *, min_samples: int = 20) -> tuple[list[str], np.ndarray]:
+    """Item ids and a one-column matrix: 1 when the item's positive rate is above the median
+    of the items with at least ``min_samples`` samples."""
+    rate = (
+        samples.group_by("item_id")
+        .agg(rate=pl.col("label").mean(), n=pl.len())
+        .filter(pl.col("n") >= min_samples)
+        .sort("item_id")
+    )
+    y = (rate["rate"] > rate["rate"].median()).cast(pl.Float64).to_numpy()[:, None]
+    return rate["item_id"].cast(pl.String).to_list(), y
+
+
+def category_vectors(
+    items: pl.DataFrame, history: pl.DataFrame, column: str
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """The reference: items as their one-hot categories, users as the mean of their history
+    items' one-hots."""
+    ids, onehot, _ = item_targets(items, column)
+    row = {i: k for k, i in enumerate(ids)}
+    users: dict[str, list[int]] = {}
+    for u, i in history.select(
+        pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)
+    ).iter_rows():
+        if i in row:
+            users.setdefault(u, []).append(row[i])
+    names = sorted(users)
+    mean = np.array([onehot[users[u]].mean(axis=0) for u in names]).reshape(len(names), -1)
+    return {"item": (ids, onehot), "user": (names, mean)}
 
 
 def user_targets(
@@ -108,21 +143,26 @@ def probe_auc(
 def knowledge_probes(
     items: pl.DataFrame,
     samples: pl.DataFrame,
+    history: pl.DataFrame,
     vectors: dict[str, dict[str, tuple[list[str], np.ndarray]]],
     column: str,
 ) -> list[dict[str, Any]]:
-    """One row per vector source (``vectors[name][side] = (ids, matrix)``): the item and
-    user probe AUCs (None where the source has no vectors of that side)."""
+    """One row per vector source (``vectors[name][side] = (ids, matrix)``), after the
+    categories-only reference: the probe AUCs (None where the source has no vectors of
+    that side)."""
+    item_ids, item_y, _ = item_targets(items, column)
     targets = {
-        "item": item_targets(items, column),
-        "user": user_targets(samples, items, column),
+        f"item {column}": ("item", item_ids, item_y),
+        "item liked": ("item", *liked_targets(samples)),
+        f"user {column}": ("user", *user_targets(samples, items, column)[:2]),
     }
+    sources = {f"{column} only (no text)": category_vectors(items, history, column), **vectors}
     rows = []
-    for name, sides in vectors.items():
+    for name, sides in sources.items():
         row: dict[str, Any] = {"vectors": name}
-        for side, (target_ids, y, _) in targets.items():
-            score, n = probe_auc(*sides[side], target_ids, y) if side in sides else (None, 0)
-            row[f"{side} {column} AUC"] = score
-            row[f"{side} categories"] = n
+        for label, (side, target_ids, y) in targets.items():
+            row[f"{label} AUC"] = (
+                probe_auc(*sides[side], target_ids, y)[0] if side in sides else None
+            )
         rows.append(row)
     return rows
