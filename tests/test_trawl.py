@@ -43,7 +43,7 @@ def test_runs_reports_and_reuses_its_stages(tmp_path: Path) -> None:
     md = (tmp_path / "run" / "results.md").read_text()
     assert "Table 1" in md and "| none |" in md and "din cold AUC" in md
     assert "SWING positives (examples)" in md
-    assert "Knowledge probe" in md and "no knowledge vectors" in md
+    assert "Knowledge probe" in md and "| genres only (no text) |" in md
     assert (tmp_path / "run" / "report.html").read_text().lower().startswith("<!doctype html>")
     with pytest.raises(ConfigError, match="no trained TRAWL model"):
         adapted_item_vectors(first)

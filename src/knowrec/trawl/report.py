@@ -206,6 +206,6 @@ def probe_section(rows: list[dict[str, Any]], column: str | None) -> ReportSecti
         "more than their average item (vectors from the reserved history, targets from the "
         "CTR samples); AUC of ridge regression over 5 folds, averaged over values; 0.5 = "
         "nothing readable",
-        empty="no knowledge vectors" if column else "the items have no list column to probe",
+        empty="the items have no list column to probe",
         missing="no vectors of that side, or no value with enough rows of both classes",
     )
