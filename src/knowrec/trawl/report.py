@@ -202,10 +202,11 @@ def probe_section(rows: list[dict[str, Any]], column: str | None) -> ReportSecti
     return ReportSection(
         f"Knowledge probe — {column} from the vectors (linear, out-of-fold AUC)",
         rows,
-        notes=f"item: does the item have this {column} value; user: does the user like it "
-        "more than their average item (vectors from the reserved history, targets from the "
-        "CTR samples); AUC of ridge regression over 5 folds, averaged over values; 0.5 = "
-        "nothing readable",
+        notes=f"item {column}: does the item have this value; item liked: is its positive "
+        f"rate above the median item's; user {column}: does the user like the value more "
+        "than their average item (vectors from the reserved history, targets from the CTR "
+        "samples). AUC of ridge regression over 5 folds, averaged over values; 0.5 = "
+        f"nothing readable; the first row reads the {column} column alone",
         empty="the items have no list column to probe",
         missing="no vectors of that side, or no value with enough rows of both classes",
     )
