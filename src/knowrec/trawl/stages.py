@@ -53,9 +53,11 @@ def knowledge_table(
     """A stored table from ``tables_dir`` when present, else generated (methods that need
     the LLM only when ``generate`` is true); with ``engine="spark"`` its batches are Spark
     jobs asking the ``openai`` backend's server (:func:`knowrec.spark.llm.spark_llm`)."""
+    from knowrec.encoders import Encoder
     from knowrec.knowledge import KnowledgeGenerator, read_knowledge_texts
 
-    gen = KnowledgeGenerator(cfg.settings)
+    # the extractive summaries' sentence vectors, cached beside the run's other vectors
+    gen = KnowledgeGenerator(cfg.settings, encoder=Encoder(cache=cache.parent / "vectors.sqlite"))
     stored = stored_table(cfg, method, side)
     if stored is not None:  # its answered rows; a clear error when it is no such table
         return read_knowledge_texts(stored)
