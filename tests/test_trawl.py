@@ -125,6 +125,20 @@ def test_the_cold_items_have_no_training_samples(tmp_path: Path) -> None:
     assert history["item_id"].is_in(cold.implode()).any()  # seen only as history
 
 
+def test_train_users_keeps_a_share_of_the_training_users_only() -> None:
+    from knowrec.data.config import load_data
+    from knowrec.trawl.stages import make_protocol
+
+    cfg = demo_config()
+    data = load_data(cfg.data)
+    full = make_protocol(data, cfg.protocol)
+    half = make_protocol(data, cfg.protocol.model_copy(update={"train_users": 0.5}))
+    users = full["train"]["user_id"].n_unique()
+    assert abs(half["train"]["user_id"].n_unique() - users / 2) <= 1
+    assert half["train"]["user_id"].is_in(full["train"]["user_id"].implode()).all()
+    assert half["test"].equals(full["test"]) and half["valid"].equals(full["valid"])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
 def test_trawl_knowledge_helps_cold_items(

@@ -24,6 +24,9 @@ class ProtocolConfig(Section):
     # Cold-start evaluation: this share of items (drawn with split_seed) loses its training
     # samples, so the model meets them only through history sequences and knowledge.
     cold_items: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Learning curves: keep this share of the training users (drawn with split_seed);
+    # validation and test users stay as they are.
+    train_users: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
 class KnowledgeSection(Section):

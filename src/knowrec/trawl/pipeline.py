@@ -114,7 +114,11 @@ def run_trawl(
     )
     samples = run.stage(
         "protocol",
-        config_slice(cfg.protocol),
+        # train_users at its default stays out of the key: runs made before it existed keep
+        # their stages
+        config_slice(
+            cfg.protocol, exclude={"train_users"} if cfg.protocol.train_users == 1 else ()
+        ),
         lambda d: save_frames(d, make_protocol(data, cfg.protocol)),
         load_frames,
         after=["data"],

@@ -29,6 +29,7 @@ def protocol_text(cfg: TrawlConfig) -> str:
             if p.cold_items
             else ""
         )
+        + (f"; {p.train_users:.0%} of the training users kept" if p.train_users < 1 else "")
     )
 
 
@@ -199,6 +200,8 @@ def neighbour_examples(
 
 
 def probe_section(rows: list[dict[str, Any]], column: str | None) -> ReportSection:
+    if column is None:
+        return ReportSection("Knowledge probe", empty="the items have no list column to probe")
     return ReportSection(
         f"Knowledge probe — {column} from the vectors (linear, out-of-fold AUC)",
         rows,
@@ -207,6 +210,5 @@ def probe_section(rows: list[dict[str, Any]], column: str | None) -> ReportSecti
         "than their average item (vectors from the reserved history, targets from the CTR "
         "samples). AUC of ridge regression over 5 folds, averaged over values; 0.5 = "
         f"nothing readable; the first row reads the {column} column alone",
-        empty="the items have no list column to probe",
         missing="no vectors of that side, or no value with enough rows of both classes",
     )

@@ -31,6 +31,10 @@ def make_protocol(data: Dataset, cfg: ProtocolConfig) -> dict[str, pl.DataFrame]
     guard = reserve_history(inter, n_first=cfg.history_first)
     samples = ctr_samples(guard["rest"], inter, max_len=cfg.max_len, label=cfg.label)
     parts = split_users(samples, cfg.split, seed=cfg.split_seed)
+    if cfg.train_users < 1.0:
+        users = parts["train"]["user_id"].unique().sort()
+        keep = users.sample(fraction=cfg.train_users, seed=cfg.split_seed, shuffle=True)
+        parts["train"] = parts["train"].filter(pl.col("user_id").is_in(keep.implode()))
     items = data.items["item_id"].sort()
     n_cold = round(cfg.cold_items * items.len())
     cold = items.sample(n_cold, seed=cfg.split_seed, shuffle=True).to_frame()
