@@ -110,10 +110,10 @@ def probe_auc(
     folds: int = 5,
     seed: int = 0,
     alpha: float = 1.0,
-) -> tuple[float, int]:
+) -> float:
     """Macro AUC of out-of-fold ridge predictions of each column of ``y`` (NaN = not
-    asked) from the rows of ``vectors`` whose id is in ``target_ids``, and the number of
-    categories scored; (nan, 0) when no category has enough rows."""
+    asked) from the rows of ``vectors`` whose id is in ``target_ids``; nan when no column
+    has ``MIN_ROWS`` rows of each class."""
     from sklearn.linear_model import Ridge
 
     where = {str(i): k for k, i in enumerate(ids)}
@@ -137,7 +137,7 @@ def probe_auc(
             else:
                 pred[fs == f] = labels[train].mean() if train.any() else 0.5
         aucs.append(auc(labels, pred))
-    return (float(np.mean(aucs)), len(aucs)) if aucs else (float("nan"), 0)
+    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 def knowledge_probes(
@@ -161,8 +161,6 @@ def knowledge_probes(
     for name, sides in sources.items():
         row: dict[str, Any] = {"vectors": name}
         for label, (side, target_ids, y) in targets.items():
-            row[f"{label} AUC"] = (
-                probe_auc(*sides[side], target_ids, y)[0] if side in sides else None
-            )
+            row[f"{label} AUC"] = probe_auc(*sides[side], target_ids, y) if side in sides else None
         rows.append(row)
     return rows
