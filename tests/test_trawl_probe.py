@@ -7,7 +7,12 @@ import polars as pl
 import pytest
 
 from knowrec.errors import ConfigError
-from knowrec.trawl.probe import category_column, knowledge_probes, user_targets
+from knowrec.trawl.probe import (
+    category_column,
+    knowledge_probes,
+    liked_share_targets,
+    user_targets,
+)
 from knowrec.trawl.report import neighbour_examples, pick_items
 
 GENRES = ["Comedy", "Drama", "Horror"]
@@ -53,10 +58,11 @@ def test_the_probe_reads_what_the_vectors_hold_and_nothing_from_noise() -> None:
     assert list(rows) == ["genres only (no text)", "informative", "noise"]
     assert rows["genres only (no text)"]["item genres AUC"] == 1.0  # the column itself
     assert rows["informative"]["item genres AUC"] > 0.95
-    assert rows["informative"]["user genres AUC"] > 0.95
+    assert rows["informative"]["user genres vs own rate AUC"] > 0.95
+    assert rows["informative"]["user liked genres AUC"] > 0.95
     assert 0.3 < rows["noise"]["item genres AUC"] < 0.7
     assert 0.0 <= rows["noise"]["item liked AUC"] <= 1.0
-    assert rows["noise"]["user genres AUC"] is None  # no user vectors
+    assert rows["noise"]["user liked genres AUC"] is None  # no user vectors
 
 
 def test_user_targets_compare_a_genre_with_the_users_own_rate() -> None:
@@ -73,6 +79,20 @@ def test_user_targets_compare_a_genre_with_the_users_own_rate() -> None:
     assert y.tolist() == [[1.0, 0.0]]  # X: 3/3 > 4/6; Y: 1/3 < 4/6
     _, y, _ = user_targets(samples, items, "genres", min_samples=4)
     assert np.isnan(y).all()  # too few samples of either genre: not asked
+
+
+def test_liked_share_compares_a_users_liked_genres_with_other_users() -> None:
+    items = pl.DataFrame({"item_id": ["a", "b"], "genres": [["X"], ["Y"]]})
+    samples = pl.DataFrame(
+        {
+            "user_id": ["u"] * 3 + ["v"] * 3 + ["w"],
+            "item_id": ["a", "a", "b", "b", "b", "a", "a"],
+            "label": [1, 1, 1, 1, 1, 0, 1],
+        }
+    )
+    users, y = liked_share_targets(samples, items, "genres", min_liked=2)
+    assert users == ["u", "v"]  # w has one liked item
+    assert y.tolist() == [[1.0, 0.0], [0.0, 1.0]]  # X: 2/3 vs mean 1/3; Y: 1/3 vs 2/3
 
 
 def test_nearest_items_and_the_picked_items() -> None:

@@ -5,10 +5,13 @@ a news set's topics) and the CTR samples:
 - item categories: does the item belong to category g?
 - item liked: is the item's positive rate above the median item's (items with at least
   ``min_samples`` samples)?
-- user categories: does the user like category g more than they like items overall (their
+- user liked categories: is g's share among the items the user liked (positive samples)
+  above the average user's share (users with at least ``min_liked`` positives)?
+- user categories vs own rate: does the user like g more than items overall (their
   positive rate on g's samples above their own positive rate; users with at least
-  ``min_samples`` samples of g)? User vectors come from the reserved history; the targets
-  from the CTR samples that follow it.
+  ``min_samples`` samples of g)? This is what a CTR model needs beyond popularity, and
+  the harder target.
+User vectors come from the reserved history; the targets from the CTR samples after it.
 
 Each score is the AUC, macro-averaged over the categories with enough rows of both
 classes, of ridge-regression decision values predicted out of fold (5 folds, pooled). The
@@ -73,6 +76,31 @@ def category_vectors(
     names = sorted(users)
     mean = np.array([onehot[users[u]].mean(axis=0) for u in names]).reshape(len(names), -1)
     return {"item": (ids, onehot), "user": (names, mean)}
+
+
+def liked_share_targets(
+    samples: pl.DataFrame, items: pl.DataFrame, column: str, *, min_liked: int = 5
+) -> tuple[list[str], np.ndarray]:
+    """User ids and a 0/1 matrix (users × categories): the category's share among the
+    user's positive samples above the mean share over users."""
+    names = sorted(items[column].explode().drop_nulls().unique().to_list())
+    liked = samples.filter(pl.col("label") == 1).select("user_id", "item_id")
+    liked = liked.filter(pl.len().over("user_id") >= min_liked)
+    counts = (
+        liked.join(items.select("item_id", column), on="item_id", how="left")
+        .with_columns(n=pl.len().over("user_id"))
+        .explode(column)
+        .drop_nulls(column)
+        .group_by("user_id", column)
+        .agg(share=pl.len() / pl.col("n").first())
+    )
+    users = sorted(liked["user_id"].cast(pl.String).unique().to_list())
+    row = {u: i for i, u in enumerate(users)}
+    col = {g: j for j, g in enumerate(names)}
+    share = np.zeros((len(users), len(names)))
+    for u, g, v in counts.select("user_id", column, "share").iter_rows():
+        share[row[str(u)], col[g]] = v
+    return users, (share > share.mean(axis=0)).astype(float)
 
 
 def user_targets(
@@ -154,7 +182,8 @@ def knowledge_probes(
     targets = {
         f"item {column}": ("item", item_ids, item_y),
         "item liked": ("item", *liked_targets(samples)),
-        f"user {column}": ("user", *user_targets(samples, items, column)[:2]),
+        f"user liked {column}": ("user", *liked_share_targets(samples, items, column)),
+        f"user {column} vs own rate": ("user", *user_targets(samples, items, column)[:2]),
     }
     sources = {f"{column} only (no text)": category_vectors(items, history, column), **vectors}
     rows = []

@@ -206,9 +206,11 @@ def probe_section(rows: list[dict[str, Any]], column: str | None) -> ReportSecti
         f"Knowledge probe — {column} from the vectors (linear, out-of-fold AUC)",
         rows,
         notes=f"item {column}: does the item have this value; item liked: is its positive "
-        f"rate above the median item's; user {column}: does the user like the value more "
-        "than their average item (vectors from the reserved history, targets from the CTR "
-        "samples). AUC of ridge regression over 5 folds, averaged over values; 0.5 = "
-        f"nothing readable; the first row reads the {column} column alone",
+        f"rate above the median item's; user liked {column}: is the value's share among the "
+        f"user's liked items above the average user's; user {column} vs own rate: does the "
+        "user like the value more than their average item (user vectors from the reserved "
+        "history, targets from the CTR samples). AUC of ridge regression over 5 folds, "
+        f"averaged over values; 0.5 = nothing readable; the first row reads the {column} "
+        "column alone",
         missing="no vectors of that side, or no value with enough rows of both classes",
     )
