@@ -172,14 +172,21 @@ def neighbour_examples(
     each kind of knowledge (and the adapter trained on it) considers similar."""
     title = {i: i for i in items["item_id"].cast(pl.String).to_list()}
     if "title" in items.columns:
-        title |= dict(zip(*items.select("item_id", "title").cast(pl.String), strict=True))
+        named = items.select("item_id", "title").cast(pl.String).drop_nulls()
+        title |= dict(zip(*named, strict=True))
+    units = {
+        name: (
+            {str(i): n for n, i in enumerate(ids)},
+            ids,
+            x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12),
+        )
+        for name, (ids, x) in sources.items()
+    }
     rows = []
     for item in picks:
-        for name, (ids, x) in sources.items():
-            where = {str(i): n for n, i in enumerate(ids)}
+        for name, (where, ids, unit) in units.items():
             if item not in where:
                 continue
-            unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
             sims = unit @ unit[where[item]]
             sims[where[item]] = -np.inf
             near = np.argsort(-sims, kind="stable")[:k]
