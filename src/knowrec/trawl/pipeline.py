@@ -223,12 +223,14 @@ def vector_sections(
 ) -> list[Any]:
     """What the vectors hold: the nearest items of ``picks`` and the knowledge probe, for
     each method's frozen vectors and the first TRAWL model's adapted item vectors."""
+    from knowrec.trawl.recommend import served_job
+
     known = {m: v for m, v in vectors.items() if v}
     try:
-        job = next(r for r in results if r["method"] == "trawl" and r["variant"] == "full")
-        adapted = adapted_item_vectors({"runs": results})
-        known[f"trawl adapted ({job['backbone']}, seed {job['seed']})"] = {"item": adapted}
-    except (StopIteration, ConfigError):
+        job = served_job(results, method="trawl")
+        name = f"trawl adapted ({job['backbone']}, seed {job['seed']})"
+        known[name] = {"item": job_item_vectors(job)}
+    except ConfigError:
         pass
     sources = {name: v["item"] for name, v in known.items() if "item" in v}
     column = category_column(data.items)
@@ -247,12 +249,17 @@ def adapted_item_vectors(
     ``make_recall_path("semantic", vectors=...)``."""
     from knowrec.trawl.recommend import served_job
 
-    none = ConfigError("the run has no trained TRAWL model with item knowledge")
     try:
         job = served_job(result["runs"], method="trawl", backbone=backbone, seed=seed)
     except ConfigError:
-        raise none from None
-    if not (Path(job["dir"]) / ITEM_VECTORS).exists():
-        raise none
-    saved = np.load(Path(job["dir"]) / ITEM_VECTORS)
+        raise ConfigError("the run has no trained TRAWL model with item knowledge") from None
+    return job_item_vectors(job)
+
+
+def job_item_vectors(job: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """The adapted item vectors a trained job saved."""
+    path = Path(job["dir"]) / ITEM_VECTORS
+    if not path.exists():
+        raise ConfigError("the run has no trained TRAWL model with item knowledge")
+    saved = np.load(path)
     return [str(i) for i in saved["ids"]], saved["vectors"]

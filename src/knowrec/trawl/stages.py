@@ -42,12 +42,17 @@ def make_protocol(data: Dataset, cfg: ProtocolConfig) -> dict[str, pl.DataFrame]
     return {"history": guard["history"], **parts, "cold": cold}
 
 
-def stored_table(cfg: KnowledgeSection, method: str, side: str) -> Path | None:
-    """``<tables_dir>/<table_prefix>_<side>_<method>.parquet`` when it exists."""
+def table_path(cfg: KnowledgeSection, method: str, side: str) -> Path | None:
+    """``<tables_dir>/<table_prefix>_<side>_<method>.parquet``; None without ``tables_dir``."""
     if not cfg.tables_dir:
         return None
-    path = Path(cfg.tables_dir) / f"{cfg.table_prefix}_{side}_{method}.parquet"
-    return path if path.exists() else None
+    return Path(cfg.tables_dir) / f"{cfg.table_prefix}_{side}_{method}.parquet"
+
+
+def stored_table(cfg: KnowledgeSection, method: str, side: str) -> Path | None:
+    """The stored table of ``method`` and ``side`` when it exists."""
+    path = table_path(cfg, method, side)
+    return path if path is not None and path.exists() else None
 
 
 def knowledge_table(
@@ -62,11 +67,10 @@ def knowledge_table(
 
     # the extractive summaries' sentence vectors, cached beside the run's other vectors
     gen = KnowledgeGenerator(cfg.settings, encoder=Encoder(cache=cache.parent / "vectors.sqlite"))
-    stored = stored_table(cfg, method, side)
-    if stored is not None:  # its answered rows; a clear error when it is no such table
-        return read_knowledge_texts(stored)
-    if cfg.tables_dir and not cfg.generate and gen.uses_llm(method):
-        path = Path(cfg.tables_dir) / f"{cfg.table_prefix}_{side}_{method}.parquet"
+    path = table_path(cfg, method, side)
+    if path is not None and path.exists():  # its answered rows; a clear error if no such table
+        return read_knowledge_texts(path)
+    if path is not None and not cfg.generate and gen.uses_llm(method):
         raise ConfigError(f"knowledge table {path} is missing and generate = false")
     llm = None
     if gen.uses_llm(method):
