@@ -139,6 +139,44 @@ def test_train_users_keeps_a_share_of_the_training_users_only() -> None:
     assert half["test"].equals(full["test"]) and half["valid"].equals(full["valid"])
 
 
+def test_the_sweep_reports_its_own_models_and_trains_the_default_once() -> None:
+    from knowrec.trawl.pipeline import plan_jobs
+    from knowrec.trawl.report import summarise
+
+    cfg = small_config(
+        seeds=[0, 1], sweep={"w2": [0.002, 0.008], "tau": [0.05, 0.15]}
+    )  # the defaults: w2 0.008, tau 0.15
+    jobs = plan_jobs(cfg)
+    names = [tuple(sorted(job.items())) for job in jobs]
+    assert len(names) == len(set(names))
+    # every model scored apart: a mix-up of models shows as a wrong AUC
+    results = [
+        {**job, "valid_auc": 0.5 + i / 100, "test_auc": 0.4 + i / 100, "test_logloss": 0.6}
+        for i, job in enumerate(jobs)
+    ]
+    trawl_s0 = [r for r in results if r["method"] == "trawl" and r["seed"] == 0]
+    assert len(trawl_s0) == 3  # the default, w2 = 0.002, tau = 0.05
+    default = next(r for r in trawl_s0 if r["w2"] == 0.008 and r["tau"] == 0.15)
+    sections = summarise(cfg, results, [])
+    rows = next(s for s in sections if s.title == "Sensitivity").rows
+    assert [(r["parameter"], r["value"]) for r in rows] == [
+        ("w2", "0.002"),
+        ("w2", "0.008 (default)"),
+        ("tau", "0.05"),
+        ("tau", "0.15 (default)"),
+    ]
+    for row in rows:
+        if "default" in row["value"]:
+            assert (row["valid AUC"], row["test AUC"]) == (
+                default["valid_auc"],
+                default["test_auc"],
+            )
+        else:
+            param, value = row["parameter"], float(row["value"])
+            model = next(r for r in trawl_s0 if r[param] == value)
+            assert row["valid AUC"] == model["valid_auc"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
 def test_trawl_knowledge_helps_cold_items(

@@ -110,6 +110,12 @@ class TrawlConfig(Section):
             raise ConfigError(f"knowledge.llm_settings: {exc}") from None
         return self
 
+    @property
+    def sweep_method(self) -> str:
+        """The knowledge method the sweep trains: trawl, else the last method."""
+        methods = self.knowledge.methods
+        return "trawl" if "trawl" in methods else methods[-1]
+
 
 #: Fields that choose which models to train and how to report them, not how one model
 #: trains: left out of a training stage's key (every other field is in it).

@@ -70,15 +70,16 @@ def plan_jobs(cfg: TrawlConfig) -> list[dict[str, Any]]:
             for v in ("no_cl", "no_adapter")
             for s in cfg.seeds
         ]
-    sweep_method = "trawl" if "trawl" in cfg.knowledge.methods else cfg.knowledge.methods[-1]
     for param, values in cfg.sweep.items():
         for value in values:
-            base = {"method": sweep_method, "backbone": cfg.sweep_backbone, "variant": "full"}
+            base = {"method": cfg.sweep_method, "backbone": cfg.sweep_backbone, "variant": "full"}
             jobs.append({**base, "seed": cfg.seeds[0], param: value})
     for job in jobs:
         for hp in ("w1", "w2", "tau"):
             job.setdefault(hp, getattr(cfg, hp))
-    return jobs
+    # a sweep point at the default settings is a Table 1 model: trained and counted once
+    unique = {tuple(sorted(job.items())): job for job in jobs}
+    return list(unique.values())
 
 
 def job_name(cfg: TrawlConfig, job: dict[str, Any]) -> str:

@@ -90,21 +90,54 @@ def summarise(
         import matplotlib.pyplot as plt
 
         figs, rows = [], []
-        for param, values in cfg.sweep.items():
-            pts = []
-            for v in values:
-                sel = full.filter((pl.col("backbone") == cfg.sweep_backbone) & (pl.col(param) == v))
-                if sel.height:
-                    pts.append((v, float(sel["valid_auc"].mean())))
-                    rows.append({"parameter": param, "value": v, "valid AUC": pts[-1][1]})
+        for param, points in sweep_points(cfg, full).items():
+            default = getattr(cfg, param)
+            rows += [
+                {"parameter": param, "value": f"{value:g}" + (" (default)" * (value == default)),
+                 "valid AUC": valid, "test AUC": test}
+                for value, valid, test in points
+            ]  # fmt: skip
             fig, ax = plt.subplots(figsize=(4, 3))
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+            if all(p[0] > 0 for p in points):
+                ax.set_xscale("log")  # the values are usually spread by factors
             ax.set_xlabel(param)
             ax.set_ylabel("validation AUC")
             ax.set_title(f"{cfg.sweep_backbone}: sensitivity to {param}")
             figs.append(fig)
-        sections.append(ReportSection("Sensitivity", rows, figures=figs))
+        sections.append(
+            ReportSection(
+                "Sensitivity",
+                rows,
+                figures=figs,
+                notes=f"{cfg.sweep_method} on {cfg.sweep_backbone}, seed {cfg.seeds[0]}: one "
+                "loss setting changed at a time, the others at their defaults",
+            )
+        )
     return sections
+
+
+def sweep_points(
+    cfg: TrawlConfig, full: pl.DataFrame
+) -> dict[str, list[tuple[float, float, float]]]:
+    """``(value, valid AUC, test AUC)`` of each swept loss setting, the default value
+    included: the sweep method's model on ``sweep_backbone`` and the first seed, every
+    other setting at its default."""
+    out = {}
+    mine = full.filter(
+        (pl.col("method") == cfg.sweep_method)
+        & (pl.col("backbone") == cfg.sweep_backbone)
+        & (pl.col("seed") == cfg.seeds[0])
+    )
+    for param, values in cfg.sweep.items():
+        others = [pl.col(c) == getattr(cfg, c) for c in ("w1", "w2", "tau") if c != param]
+        points = []
+        for value in sorted({*values, getattr(cfg, param)}):
+            sel = mine.filter(pl.col(param) == value, *others)
+            if sel.height:
+                points.append((value, float(sel["valid_auc"][0]), float(sel["test_auc"][0])))
+        out[param] = points
+    return out
 
 
 def print_table(console: Console, section: ReportSection) -> None:
