@@ -177,6 +177,38 @@ def test_the_sweep_reports_its_own_models_and_trains_the_default_once() -> None:
             assert row["valid AUC"] == model["valid_auc"]
 
 
+def test_sweep_refit_retrains_the_best_point_on_every_seed() -> None:
+    from knowrec.trawl.pipeline import plan_jobs, refit_jobs
+    from knowrec.trawl.report import summarise
+
+    cfg = small_config(seeds=[0, 1, 2], sweep={"tau": [0.05, 0.5]}, sweep_refit=True)
+    valid = {0.05: 0.70, 0.15: 0.72, 0.5: 0.75}  # tau = 0.5 is best on validation
+
+    def scored(job: dict[str, Any]) -> dict[str, Any]:
+        auc = valid[job["tau"]] if job["method"] == "trawl" else 0.71
+        return {**job, "valid_auc": auc, "test_auc": auc - 0.01 * job["seed"], "test_logloss": 0.6}
+
+    results = [scored(job) for job in plan_jobs(cfg)]
+    refit = refit_jobs(cfg, results)
+    assert [(j["seed"], j["tau"], j["method"], j["backbone"]) for j in refit] == [
+        (1, 0.5, "trawl", "din"),
+        (2, 0.5, "trawl", "din"),
+    ]
+    table1 = summarise(cfg, results + [scored(job) for job in refit], [])[1].rows
+    row = next(r for r in table1 if "best sweep point" in r["method"])
+    assert row["method"] == "trawl, best sweep point (tau = 0.5)"
+    assert row["din AUC"] == "0.7400 ± 0.0100"  # seeds 0, 1, 2: 0.75, 0.74, 0.73
+    plain = next(r for r in table1 if r["method"] == "trawl")
+    assert plain["din AUC"] == "0.7100 ± 0.0100"  # the default tau only
+
+    worse = {**valid, 0.5: 0.71}  # no point beats the default: nothing to refit
+    results = [
+        {**r, "valid_auc": worse[r["tau"]]} if r["method"] == "trawl" else r for r in results
+    ]
+    assert refit_jobs(cfg, results) == []
+    assert not any("best sweep point" in r["method"] for r in summarise(cfg, results, [])[1].rows)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
 def test_trawl_knowledge_helps_cold_items(

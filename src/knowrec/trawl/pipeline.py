@@ -33,6 +33,7 @@ from knowrec.runs import Run, config_slice, file_digest
 from knowrec.trawl.config import NOT_TRAINING, TrawlConfig
 from knowrec.trawl.probe import category_column, knowledge_probes
 from knowrec.trawl.report import (
+    best_sweep_point,
     neighbour_examples,
     pick_items,
     print_table,
@@ -80,6 +81,18 @@ def plan_jobs(cfg: TrawlConfig) -> list[dict[str, Any]]:
     # a sweep point at the default settings is a Table 1 model: trained and counted once
     unique = {tuple(sorted(job.items())): job for job in jobs}
     return list(unique.values())
+
+
+def refit_jobs(cfg: TrawlConfig, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """With ``sweep_refit``: the best sweep point (validation AUC) on the other seeds."""
+    if not cfg.sweep_refit or not cfg.sweep:
+        return []
+    best = best_sweep_point(cfg, pl.DataFrame(results).filter(pl.col("variant") == "full"))
+    if best is None:
+        return []
+    base = {"method": cfg.sweep_method, "backbone": cfg.sweep_backbone, "variant": "full"}
+    settings = {**{hp: getattr(cfg, hp) for hp in ("w1", "w2", "tau")}, best[0]: best[1]}
+    return [{**base, "seed": seed, **settings} for seed in cfg.seeds[1:]]
 
 
 def job_name(cfg: TrawlConfig, job: dict[str, Any]) -> str:
@@ -175,11 +188,10 @@ def run_trawl(
         after=["protocol"],
     )
 
-    results = []
     training = config_slice(cfg, exclude=NOT_TRAINING)  # train, embedding, features, ...
-    for job in plan_jobs(cfg):
 
-        def train(d: Path, job: dict[str, Any] = job) -> None:
+    def train_job(job: dict[str, Any]) -> dict[str, Any]:
+        def train(d: Path) -> None:
             scores = fit_and_score(
                 cfg, samples, data, vectors[job["method"]], partners, work=d, **job
             )
@@ -194,9 +206,12 @@ def run_trawl(
             lambda d: {**json.loads((d / "scores.json").read_text()), "dir": str(d)},
             after=["protocol", "swing"] + (inputs if job["method"] != "none" else []),
         )
-        results.append({**job, **scores})
         label = " ".join(f"{k}={v}" for k, v in job.items())
         console.print(f"{label}: test AUC {scores['test_auc']:.4f}")
+        return {**job, **scores}
+
+    results = [train_job(job) for job in plan_jobs(cfg)]
+    results += [train_job(job) for job in refit_jobs(cfg, results)]
 
     floor_rows = floors(samples, data)
     report = {"protocol": protocol_text(cfg), "floors": floor_rows, "runs": results}

@@ -45,10 +45,19 @@ def summarise(
         row: dict[str, Any] = {"method": method}
         for backbone in cfg.backbones:
             sel = default.filter((pl.col("method") == method) & (pl.col("backbone") == backbone))
-            row[f"{backbone} AUC"] = mean_std(sel["test_auc"].to_list())
-            row[f"{backbone} LogLoss"] = mean_std(sel["test_logloss"].to_list())
-            if "test_cold_auc" in sel.columns:
-                row[f"{backbone} cold AUC"] = mean_std(sel["test_cold_auc"].drop_nulls().to_list())
+            row |= table1_cells(sel, backbone)
+        table1.append(row)
+    best = best_sweep_point(cfg, full) if cfg.sweep_refit else None
+    if best is not None:  # the refit models: the best point on every seed
+        param, value = best
+        at_best = {**{c: getattr(cfg, c) for c in ("w1", "w2", "tau")}, param: value}
+        sel = full.filter(
+            pl.col("method") == cfg.sweep_method,
+            *(pl.col(c) == v for c, v in at_best.items()),
+        )
+        row = {"method": f"{cfg.sweep_method}, best sweep point ({param} = {value:g})"}
+        for backbone in cfg.backbones:  # only sweep_backbone has them
+            row |= table1_cells(sel.filter(pl.col("backbone") == backbone), backbone)
         table1.append(row)
     warm_cold = {"warm items": "test_warm_auc", "cold items": "test_cold_auc"}
     figures = [
@@ -138,6 +147,33 @@ def sweep_points(
                 points.append((value, float(sel["valid_auc"][0]), float(sel["test_auc"][0])))
         out[param] = points
     return out
+
+
+def table1_cells(sel: pl.DataFrame, backbone: str) -> dict[str, str]:
+    """A Table 1 row's cells of ``backbone``: mean ± std over the selected models."""
+    cells = {
+        f"{backbone} AUC": mean_std(sel["test_auc"].to_list()),
+        f"{backbone} LogLoss": mean_std(sel["test_logloss"].to_list()),
+    }
+    if "test_cold_auc" in sel.columns:
+        cells[f"{backbone} cold AUC"] = mean_std(sel["test_cold_auc"].drop_nulls().to_list())
+    return cells
+
+
+def best_sweep_point(cfg: TrawlConfig, full: pl.DataFrame) -> tuple[str, float] | None:
+    """The swept ``(setting, value)`` with the highest validation AUC; None when no
+    point beats the model at the default settings (or that model is missing)."""
+    default, others = None, []
+    for param, points in sweep_points(cfg, full).items():
+        for value, valid, _ in points:
+            if value == getattr(cfg, param):
+                default = valid
+            else:
+                others.append((valid, param, value))
+    if default is None or not others:
+        return None
+    valid, param, value = max(others)
+    return (param, value) if valid > default else None
 
 
 def print_table(console: Console, section: ReportSection) -> None:
