@@ -114,6 +114,11 @@ class TrawlConfig(Section):
         return self
 
     @property
+    def loss_settings(self) -> dict[str, float]:
+        """The contrastive loss settings a job may change (a sweep point)."""
+        return {"w1": self.w1, "w2": self.w2, "tau": self.tau}
+
+    @property
     def sweep_method(self) -> str:
         """The knowledge method the sweep trains: trawl, else the last method."""
         methods = self.knowledge.methods

@@ -75,9 +75,7 @@ def plan_jobs(cfg: TrawlConfig) -> list[dict[str, Any]]:
         for value in values:
             base = {"method": cfg.sweep_method, "backbone": cfg.sweep_backbone, "variant": "full"}
             jobs.append({**base, "seed": cfg.seeds[0], param: value})
-    for job in jobs:
-        for hp in ("w1", "w2", "tau"):
-            job.setdefault(hp, getattr(cfg, hp))
+    jobs = [job | {hp: v for hp, v in cfg.loss_settings.items() if hp not in job} for job in jobs]
     # a sweep point at the default settings is a Table 1 model: trained and counted once
     unique = {tuple(sorted(job.items())): job for job in jobs}
     return list(unique.values())
@@ -91,7 +89,7 @@ def refit_jobs(cfg: TrawlConfig, results: list[dict[str, Any]]) -> list[dict[str
     if best is None:
         return []
     base = {"method": cfg.sweep_method, "backbone": cfg.sweep_backbone, "variant": "full"}
-    settings = {**{hp: getattr(cfg, hp) for hp in ("w1", "w2", "tau")}, best[0]: best[1]}
+    settings = {**cfg.loss_settings, best[0]: best[1]}
     return [{**base, "seed": seed, **settings} for seed in cfg.seeds[1:]]
 
 
@@ -100,7 +98,7 @@ def job_name(cfg: TrawlConfig, job: dict[str, Any]) -> str:
     from the config's (a sweep point): unique within a run."""
     name = f"train-{job['method']}-{job['backbone']}-{job['variant']}-s{job['seed']}"
     return name + "".join(
-        f"-{hp}={job[hp]:g}" for hp in ("w1", "w2", "tau") if job[hp] != getattr(cfg, hp)
+        f"-{hp}={job[hp]:g}" for hp, default in cfg.loss_settings.items() if job[hp] != default
     )
 
 

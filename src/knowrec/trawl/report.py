@@ -38,8 +38,8 @@ def summarise(
 ) -> list[ReportSection]:
     frame = pl.DataFrame(results)
     full = frame.filter(pl.col("variant") == "full")
-    base = [c for c in ("w1", "w2", "tau") if c in full.columns]
-    default = full.filter(*(pl.col(c) == getattr(cfg, c) for c in base))
+    at_default = [pl.col(c) == v for c, v in cfg.loss_settings.items()]
+    default = full.filter(*at_default)
     table1 = []
     for method in cfg.knowledge.methods:
         row: dict[str, Any] = {"method": method}
@@ -50,7 +50,7 @@ def summarise(
     best = best_sweep_point(cfg, full) if cfg.sweep_refit else None
     if best is not None:  # the refit models: the best point on every seed
         param, value = best
-        at_best = {**{c: getattr(cfg, c) for c in ("w1", "w2", "tau")}, param: value}
+        at_best = {**cfg.loss_settings, param: value}
         sel = full.filter(
             pl.col("method") == cfg.sweep_method,
             *(pl.col(c) == v for c, v in at_best.items()),
@@ -88,7 +88,7 @@ def summarise(
             ):
                 sel = abl.filter((pl.col("backbone") == backbone) & (pl.col("variant") == variant))
                 if variant == "full":
-                    sel = sel.filter(*(pl.col(c) == getattr(cfg, c) for c in base))
+                    sel = sel.filter(*at_default)
                 row[label] = mean_std(sel["test_auc"].to_list())
             rows.append(row)
         sections.append(ReportSection("Table 2 — ablations (test AUC)", rows))
@@ -139,7 +139,7 @@ def sweep_points(
         & (pl.col("seed") == cfg.seeds[0])
     )
     for param, values in cfg.sweep.items():
-        others = [pl.col(c) == getattr(cfg, c) for c in ("w1", "w2", "tau") if c != param]
+        others = [pl.col(c) == v for c, v in cfg.loss_settings.items() if c != param]
         points = []
         for value in sorted({*values, getattr(cfg, param)}):
             sel = mine.filter(pl.col(param) == value, *others)
