@@ -83,7 +83,7 @@ def plan_jobs(cfg: TrawlConfig) -> list[dict[str, Any]]:
 
 def refit_jobs(cfg: TrawlConfig, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """With ``sweep_refit``: the best sweep point (validation AUC) on the other seeds."""
-    if not cfg.sweep_refit or not cfg.sweep:
+    if not cfg.sweep_refit:
         return []
     best = best_sweep_point(cfg, pl.DataFrame(results).filter(pl.col("variant") == "full"))
     if best is None:
@@ -255,6 +255,9 @@ def vector_sections(
     return [neighbour_examples(data.items, sources, picks), probe_section(rows, column)]
 
 
+NO_ADAPTED_VECTORS = "the run has no trained TRAWL model with item knowledge"
+
+
 def adapted_item_vectors(
     result: dict[str, Any], *, backbone: str | None = None, seed: int | None = None
 ) -> tuple[list[str], np.ndarray]:
@@ -266,7 +269,7 @@ def adapted_item_vectors(
     try:
         job = served_job(result["runs"], method="trawl", backbone=backbone, seed=seed)
     except ConfigError:
-        raise ConfigError("the run has no trained TRAWL model with item knowledge") from None
+        raise ConfigError(NO_ADAPTED_VECTORS) from None
     return job_item_vectors(job)
 
 
@@ -274,6 +277,6 @@ def job_item_vectors(job: dict[str, Any]) -> tuple[list[str], np.ndarray]:
     """The adapted item vectors a trained job saved."""
     path = Path(job["dir"]) / ITEM_VECTORS
     if not path.exists():
-        raise ConfigError("the run has no trained TRAWL model with item knowledge")
+        raise ConfigError(NO_ADAPTED_VECTORS)
     saved = np.load(path)
     return [str(i) for i in saved["ids"]], saved["vectors"]
