@@ -24,7 +24,7 @@ FAST = settings(max_examples=60, deadline=None)
 def brute_swing(
     matrix: sp.csr_array, side: str, alpha: float = 1.0, beta: float = 0.0, c: float = 5.0
 ) -> np.ndarray:
-    """The SPEC formula with Python sets over ordered pairs; weights on the summed entities."""
+    """The paper's formula with Python sets over ordered pairs; weights on the summed entities."""
     dense = matrix.toarray() > 0
     users_of = [set(np.flatnonzero(dense[:, i]).tolist()) for i in range(dense.shape[1])]
     items_of = [set(np.flatnonzero(dense[u]).tolist()) for u in range(dense.shape[0])]

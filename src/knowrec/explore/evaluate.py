@@ -152,10 +152,14 @@ def eval_frames(
 
 
 def _quiet(fn: Callable[[], float]) -> float:
+    """``fn()`` without its UndefinedMetricWarning: a metric with no defined value is a nan
+    cell of the table, not a warning (other warnings still show)."""
     import warnings
 
+    from knowrec.metrics import UndefinedMetricWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
         return fn()
 
 

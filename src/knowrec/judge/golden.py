@@ -1,4 +1,5 @@
-"""The golden set G of SPEC §2.3: human Good/Bad labels of (trigger, candidate) pairs.
+"""The golden set G of the Explore judge (docs/explore.md): human Good/Bad labels of
+(trigger, candidate) pairs.
 
 File format: a UTF-8 CSV with a header line::
 
@@ -410,7 +411,7 @@ class LabelFile:
 
 def pairwise_pairs(golden: pl.DataFrame) -> pl.DataFrame:
     """Every (Good, Bad) pair of candidates of the same trigger: the pairs that pairwise
-    accuracy on G counts (SPEC §2.3; with binary labels these are all differently-labelled
+    accuracy on G counts (with binary labels these are all differently-labelled
     pairs). Columns ``trigger_id, good_id, bad_id, good_kind, bad_kind``, sorted by
     trigger, then by the golden set's row order. A trigger with only Good or only Bad
     candidates contributes nothing."""

@@ -1,10 +1,11 @@
 """Co-engagement: two items are co-clicked when one session engages with both.
 
 :func:`coclick_counts` turns sessions into symmetric pair counts (overall and over recent
-time windows), the cheapest and strongest item-to-item signal of Explore Further (SPEC
-§2.1) and the stage-1 ranking features (§2.2). Only *satisfied* engagements count: a rule
-such as ``rating >= 4`` or ``dwell_time >= 30`` (see :func:`knowrec.data.protocol.label_expr`),
-or ``"all"`` for implicit feedback (a click log without ratings: every click counts).
+time windows), the cheapest and strongest item-to-item signal of Explore Further
+(docs/explore.md: recall paths) and the stage-1 ranking features. Only *satisfied*
+engagements count: a rule such as ``rating >= 4`` or ``dwell_time >= 30`` (see
+:func:`knowrec.data.protocol.label_expr`), or ``"all"`` for implicit feedback (a click log
+without ratings: every click counts).
 """
 
 from __future__ import annotations

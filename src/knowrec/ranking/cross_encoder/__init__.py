@@ -1,4 +1,4 @@
-"""The multitask cross-encoder of Explore Further (SPEC §2.2 stage 2a, "MT RecoLM").
+"""The multitask cross-encoder of Explore Further (stage 2a, "MT RecoLM", in docs/explore.md).
 
 A MiniLM body (default: the packaged all-MiniLM-L6-v2) reads ``trigger text [SEP]
 candidate text``, truncated longest-first to ``max_tokens``; the pooled pair (the mean
