@@ -454,7 +454,9 @@ def knowledge_generate(
 @app.command("run")
 def run_config(
     config: Annotated[Path, typer.Argument(help="experiment config (TOML)")],
-    out: Annotated[Path | None, typer.Option(help="run directory (default runs/<name>)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default runs/<config stem>)")
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -467,7 +469,7 @@ def run_config(
         typer.Option(help="where the batch steps run: local or spark (default: the config)"),
     ] = None,
 ) -> None:
-    """Run an experiment config (TRAWL or Explore Further).
+    """Run an experiment config (TRAWL, Explore Further or HKNR).
 
     The config's pipeline key picks the pipeline. Every stage is cached in the run
     directory, so a second run resumes; results.md and report.html are written there.

@@ -1,7 +1,7 @@
 """The demo: TRAWL end to end on the tiny synthetic world, with the real LLM and encoder.
 
 ``knowrec demo`` runs :func:`knowrec.trawl.run_trawl` with the packaged
-``trawl_demo.toml`` (knowledge → vectors → SWING → DIN/DIEN/DeepFM with the MoE adapter →
+``trawl_demo.toml`` (knowledge → vectors → SWING → DIN and DeepFM with the MoE adapter →
 Table 1, Table 2, floors, report), then shows item-to-item neighbours of the TRAWL adapted
 item vectors for a few triggers beside their hidden attributes, and Explore Further's
 recommendations for the same triggers (``explore_demo.toml``: recall paths, candidate

@@ -1,4 +1,4 @@
-"""TRAWL (Zhang et al., KDD 2025) end to end, as cached stages of a run directory:
+"""TRAWL (Luo et al., arXiv 2403.06642) end to end, as cached stages of a run directory:
 
 1. ``data`` — the data set (synthetic world or a path) as canonical tables;
 2. ``protocol`` — users split 8:1:1, the first ``history_first`` ratings of each user kept
