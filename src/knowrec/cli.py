@@ -260,9 +260,9 @@ def data_synth(
 def demo(
     out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/demo"),
 ) -> None:
-    """TRAWL end to end on the tiny synthetic world.
+    """TRAWL, Explore Further and HKNR end to end on the tiny synthetic worlds.
 
-    The real LLM writes item knowledge; about 10 minutes on 2 cores, and a second run
+    The real LLM writes item knowledge; about 3 minutes on 2 cores, and a second run
     reuses every finished stage.
     """
     from knowrec.pipelines.demo import run_demo
@@ -316,7 +316,7 @@ def llm_pull(
 def llm_chat(
     prompt: str,
     system: Annotated[str | None, typer.Option(help="system prompt")] = None,
-    backend: Annotated[str, typer.Option(help="llamacpp | openai")] = "llamacpp",
+    backend: Annotated[str, typer.Option(help="llamacpp | openai | transformers")] = "llamacpp",
     model: Annotated[
         str | None, typer.Option(help="model name or .gguf path (required for openai)")
     ] = None,
