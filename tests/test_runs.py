@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,39 @@ def test_a_failed_stage_leaves_only_a_partial_folder(tmp_path: Path) -> None:
     assert seen == ["half done"]
     with pytest.raises(ConfigError, match="not run yet"):
         run.stage("eval", {}, resume, _read, after=["missing"])
+
+
+def _write_pid(value: str, work: Path) -> None:  # module level: a worker process unpickles it
+    (work / "value.txt").write_text(f"{value} {os.getpid()}")
+
+
+def _crash(work: Path) -> None:
+    (work / "checkpoint").write_text("half done")
+    raise RuntimeError("killed")
+
+
+def _never(work: Path) -> None:
+    raise AssertionError("a prebuilt stage was built again")
+
+
+def test_prebuild_builds_the_missing_stages_in_worker_processes(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    run.stage("data", {}, partial(_write_pid, "data"), _read)
+    stages = [(f"m{i}", {"i": i}, partial(_write_pid, f"m{i}"), ["data"]) for i in range(3)]
+    run.stage("m0", {"i": 0}, partial(_write_pid, "m0"), _read, after=["data"])  # finished
+    run.prebuild(stages, workers=2)
+    values = [run.stage(n, p, _never, _read, after=a).split() for n, p, _, a in stages]
+    assert [v[0] for v in values] == ["m0", "m1", "m2"]
+    assert values[0][1] == str(os.getpid())  # built here before, not again
+    assert {v[1] for v in values[1:]} - {str(os.getpid())} == {v[1] for v in values[1:]}
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert [manifest[f"m{i}"]["cached"] for i in range(3)] == [True, False, False]
+    assert run.folder("m1").name.startswith("m1-")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run.prebuild([("bad", {}, _crash, ["data"])], workers=2)
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith("bad-")]
+    assert len(left) == 1 and left[0].endswith(".partial")  # a rerun resumes in it
 
 
 class Train(Section):

@@ -72,6 +72,30 @@ def test_a_new_encoder_retrains_the_models_that_read_its_vectors(tmp_path: Path)
     assert stages["train-none-din-full-s0"]["cached"] is True  # reads no vectors
 
 
+def test_workers_train_the_same_models_side_by_side(tmp_path: Path) -> None:
+    """``workers = 2`` trains the missing models in two processes: the same stages (keys)
+    and the same scores as one after another, and a later run reuses them."""
+    knowledge = demo_config().knowledge.model_copy(update={"methods": ["none", "raw"]})
+    cfg = small_config(knowledge=knowledge.model_copy(update={"sides": ["item"]}))
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1, "threads": 1})})
+    serial = run_trawl(cfg, tmp_path / "serial")
+    parallel = run_trawl(cfg.model_copy(update={"workers": 2}), tmp_path / "parallel")
+
+    def trained(run: str) -> dict[str, Any]:
+        stages = json.loads((tmp_path / run / "manifest.json").read_text())["stages"]
+        return {name: s for name, s in stages.items() if name.startswith("train-")}
+
+    assert len(trained("parallel")) == 2
+    assert [s["folder"] for s in trained("parallel").values()] == [
+        s["folder"] for s in trained("serial").values()
+    ]
+    assert not any(s["cached"] for s in trained("parallel").values())
+    for a, b in zip(serial["runs"], parallel["runs"], strict=True):
+        assert (a["method"], a["test_auc"]) == (b["method"], pytest.approx(b["test_auc"], abs=1e-6))
+    run_trawl(cfg, tmp_path / "parallel")
+    assert all(s["cached"] for s in trained("parallel").values())
+
+
 def test_a_changed_stored_table_rebuilds_its_stages(tmp_path: Path) -> None:
     """A table in ``tables_dir`` regenerated (a long job adding rows) was read once and
     then kept: the stage key named the folder, not the file."""

@@ -239,12 +239,10 @@ def group_figure(
     ``points`` (for metrics such as AUC whose differences are small next to their size),
     with error bars from ``errors``; missing values are left out. ``legend``: name the
     series (default: when there are several)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: nothing keeps the figure open
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(3.2, 0.9 * len(groups) * max(1, len(series))), 2.8))
+    fig = Figure(figsize=(max(3.2, 0.9 * len(groups) * max(1, len(series))), 2.8))
+    ax = fig.subplots()
     x = np.arange(len(groups), dtype=float)
     width = 0.8 / max(1, len(series))
     for k, (name, values) in enumerate(series.items()):

@@ -19,6 +19,10 @@ A stage builds in ``<name>-<key>.partial/`` and is renamed to ``<name>-<key>/`` 
 returns, so a killed run never leaves a folder that looks finished; long stages (LLM
 calls, training) keep their own caches and checkpoints in the ``.partial`` folder and
 resume from them when the run is started again.
+
+Independent stages (one model per seed, backbone, …) can build side by side:
+:meth:`Run.prebuild` builds the missing ones in worker processes, and the ``stage`` calls
+that follow find them finished.
 """
 
 from __future__ import annotations
@@ -135,6 +139,7 @@ class Run:
         self.dir = Path(directory).absolute()  # served parts are recorded relative to it
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keys: dict[str, str] = {}
+        self._prebuilt: dict[str, float] = {}  # stage name → seconds its worker took
         self.manifest: dict[str, Any] = {
             "config": dict(config or {}),
             "versions": versions(),
@@ -154,35 +159,76 @@ class Run:
     ) -> T:
         """Build the stage unless a finished folder with the same key exists; return
         ``load(folder)``. ``after`` names earlier stages whose results this one uses."""
+        key, final = self._folder(name, params, after)
+        t0 = time.perf_counter()
+        cached = final.is_dir()
+        if not cached:
+            build_folder(final, params, build)
+        result = load(final)
+        prebuilt = self._prebuilt.pop(name, None)
+        self.keys[name] = key
+        self.manifest["stages"][name] = {
+            "key": key,
+            "folder": final.name,
+            "cached": cached and prebuilt is None,
+            "seconds": round(time.perf_counter() - t0 + (prebuilt or 0.0), 3),
+        }
+        self._save_manifest()
+        return result
+
+    def prebuild(
+        self,
+        stages: Sequence[tuple[str, Mapping[str, Any], Callable[[Path], Any], Sequence[str]]],
+        *,
+        workers: int,
+        label: str = "stages",
+    ) -> None:
+        """Build the missing ones of ``stages`` (``name, params, build, after``, as for
+        :meth:`stage`) in ``workers`` processes at once; ``stage`` then loads them. Each
+        ``build`` runs in a fresh process, so it must pickle (a module-level function or a
+        ``functools.partial`` of one) and read its inputs from disk. A failed build stops
+        the ones not started; the finished ones stay."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from knowrec.progress import progress_bar
+
+        todo = []
+        for name, params, build, after in stages:
+            final = self._folder(name, params, after)[1]
+            if not final.is_dir():
+                todo.append((name, final, dict(params), build))
+        if not todo:
+            return
+        spawn = multiprocessing.get_context("spawn")  # no forked torch or OpenMP state
+        with (
+            ProcessPoolExecutor(min(workers, len(todo)), mp_context=spawn) as pool,
+            progress_bar(f"{label}, {workers} at once", len(todo), unit=label) as bar,
+        ):
+            futures = {pool.submit(build_folder, *job[1:]): job[0] for job in todo}
+            try:
+                for future in as_completed(futures):
+                    self._prebuilt[futures[future]] = future.result()
+                    bar.advance()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+
+    def _folder(
+        self, name: str, params: Mapping[str, Any], after: Sequence[str]
+    ) -> tuple[str, Path]:
+        """The stage's key and final folder."""
         missing = [s for s in after if s not in self.keys]
         if missing:
             raise ConfigError(f"stage {name!r} depends on stages not run yet: {missing}")
         key = fingerprint({"params": dict(params), "after": {s: self.keys[s] for s in after}})
         if self.keys.get(name, key) != key:
             raise ConfigError(f"stage {name!r} staged twice with different parameters")
-        final = self.dir / f"{name}-{key}"
-        t0 = time.perf_counter()
-        cached = final.is_dir()
-        if not cached:
-            work = final.with_name(final.name + ".partial")
-            work.mkdir(exist_ok=True)
-            (work / "params.json").write_text(json.dumps(dict(params), indent=2, default=str))
-            log.info("stage %s: building in %s", name, work)
-            build(work)
-            if final.exists():  # another process finished it meanwhile
-                shutil.rmtree(work)
-            else:
-                os.replace(work, final)
-        result = load(final)
-        self.keys[name] = key
-        self.manifest["stages"][name] = {
-            "key": key,
-            "folder": final.name,
-            "cached": cached,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        self._save_manifest()
-        return result
+        return key, self.dir / f"{name}-{key}"
+
+    def folder(self, name: str) -> Path:
+        """The folder of a stage this run has staged."""
+        return self.dir / self.manifest["stages"][name]["folder"]
 
     def record(self, **fields: Any) -> None:
         """Add top-level fields (e.g. ``protocol=...``) to ``manifest.json``."""
@@ -201,6 +247,22 @@ class Run:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
         os.replace(tmp, path)
+
+
+def build_folder(final: Path, params: Mapping[str, Any], build: Callable[[Path], Any]) -> float:
+    """Build a stage in ``<final>.partial`` (kept when ``build`` fails, so a rerun resumes
+    in it) and rename it to ``final``; the seconds it took."""
+    t0 = time.perf_counter()
+    work = final.with_name(final.name + ".partial")
+    work.mkdir(exist_ok=True)
+    (work / "params.json").write_text(json.dumps(dict(params), indent=2, default=str))
+    log.info("stage %s: building in %s", final.name, work)
+    build(work)
+    if final.exists():  # another process finished it meanwhile
+        shutil.rmtree(work)
+    else:
+        os.replace(work, final)
+    return time.perf_counter() - t0
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -140,12 +140,10 @@ def tradeoff_figure(
     chosen: SweepPoint | None = None,
 ) -> Any:
     """A matplotlib figure of metric_a (x) against metric_b (y), points labelled by λ."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: nothing keeps the figure open
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
     xs = [p.metric_a for p in points]
     ys = [p.metric_b for p in points]
     ax.plot(xs, ys, "o-", color="#3465a4", ms=4)

@@ -91,6 +91,8 @@ class TrawlConfig(Section):
     # The report's nearest-item examples: item ids or titles (default: the 5 most sampled).
     neighbour_items: list[str] = Field(default_factory=list)
     engine: Literal["local", "spark"] = "local"  # where SWING and LLM knowledge run
+    # Models trained at once, each in its own process with train.threads / workers threads.
+    workers: int = Field(default=1, ge=1)
     spark: dict[str, str | int | float | bool] = Field(default_factory=dict)  # spark.* keys
 
     @model_validator(mode="after")
@@ -131,5 +133,5 @@ NOT_TRAINING = (
     "pipeline", "name", "plugins", "data", "protocol", "knowledge", "encoder", "swing",
     "backbones", "backbone_params", "w1", "w2", "tau", "seeds", "ablations",
     "ablation_backbones", "sweep", "sweep_backbone", "sweep_refit", "neighbour_items",
-    "engine", "spark",
+    "engine", "spark", "workers",
 )  # fmt: skip

@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 
-from knowrec.config import load_config
+from knowrec.config import import_plugins, load_config
 from knowrec.data.config import load_data
 from knowrec.data.tables import Dataset
 from knowrec.errors import ConfigError
@@ -100,6 +102,48 @@ def job_name(cfg: TrawlConfig, job: dict[str, Any]) -> str:
     return name + "".join(
         f"-{hp}={job[hp]:g}" for hp, default in cfg.loss_settings.items() if job[hp] != default
     )
+
+
+def for_worker(cfg: TrawlConfig) -> TrawlConfig:
+    """``cfg`` as one of ``workers`` processes trains with it: its share of the training
+    threads and no progress bar (the stage keys still come from ``cfg``)."""
+    threads = max(1, (cfg.train.threads or os.cpu_count() or 1) // cfg.workers)
+    train = cfg.train.model_copy(update={"threads": threads, "progress": False})
+    return cfg.model_copy(update={"train": train})
+
+
+@cache
+def _stage_result(folder: Path) -> Any:
+    """A finished stage a worker reads, by the name its folder starts with; each is read
+    once per worker process."""
+    if folder.name.startswith("data-"):
+        return Dataset.load(folder)
+    if folder.name.startswith("vectors-"):
+        return load_vectors(folder)
+    return load_frames(folder)  # protocol, swing
+
+
+def train_stage(
+    cfg: TrawlConfig, folders: dict[str, Path], job: dict[str, Any], work: Path
+) -> None:
+    """Train ``job`` into ``work`` in a worker process, from the finished stages'
+    ``folders`` (``data``, ``protocol``, ``swing`` and the job's ``vectors-<side>-<method>``)."""
+    import_plugins(cfg.plugins)  # their backbones, registered in this process too
+    vectors = {
+        name.split("-")[1]: _stage_result(folder)
+        for name, folder in folders.items()
+        if name.startswith("vectors-")
+    }
+    scores = fit_and_score(
+        cfg,
+        _stage_result(folders["protocol"]),
+        _stage_result(folders["data"]),
+        vectors or None,
+        _stage_result(folders["swing"]),
+        work=work,
+        **job,
+    )
+    (work / "scores.json").write_text(json.dumps(scores))
 
 
 def load_vectors(d: Path) -> tuple[list[str], np.ndarray]:
@@ -188,6 +232,13 @@ def run_trawl(
 
     training = config_slice(cfg, exclude=NOT_TRAINING)  # train, embedding, features, ...
 
+    def job_stage(job: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
+        """The job's stage name, parameters and the stages it reads."""
+        params = {**job, **training, "backbone_params": cfg.backbone_params.get(job["backbone"])}
+        inputs = [f"vectors-{s}-{job['method']}" for s in cfg.knowledge.sides]
+        after = ["protocol", "swing"] + (inputs if job["method"] != "none" else [])
+        return job_name(cfg, job), params, after
+
     def train_job(job: dict[str, Any]) -> dict[str, Any]:
         def train(d: Path) -> None:
             scores = fit_and_score(
@@ -195,21 +246,31 @@ def run_trawl(
             )
             (d / "scores.json").write_text(json.dumps(scores))
 
-        params = {**job, **training, "backbone_params": cfg.backbone_params.get(job["backbone"])}
-        inputs = [f"vectors-{s}-{job['method']}" for s in cfg.knowledge.sides]
+        name, params, after = job_stage(job)
         scores = run.stage(
-            job_name(cfg, job),
+            name,
             params,
             train,
             lambda d: {**json.loads((d / "scores.json").read_text()), "dir": str(d)},
-            after=["protocol", "swing"] + (inputs if job["method"] != "none" else []),
+            after=after,
         )
         label = " ".join(f"{k}={v}" for k, v in job.items())
         console.print(f"{label}: test AUC {scores['test_auc']:.4f}")
         return {**job, **scores}
 
-    results = [train_job(job) for job in plan_jobs(cfg)]
-    results += [train_job(job) for job in refit_jobs(cfg, results)]
+    def train_all(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if cfg.workers > 1:  # the missing models in worker processes, then loaded in order
+            worker_cfg = for_worker(cfg)
+            stages = []
+            for job in jobs:
+                name, params, after = job_stage(job)
+                folders = {s: run.folder(s) for s in ["data", *after]}
+                stages.append((name, params, partial(train_stage, worker_cfg, folders, job), after))
+            run.prebuild(stages, workers=cfg.workers, label="models")
+        return [train_job(job) for job in jobs]
+
+    results = train_all(plan_jobs(cfg))
+    results += train_all(refit_jobs(cfg, results))
 
     floor_rows = floors(samples, data)
     report = {"protocol": protocol_text(cfg), "floors": floor_rows, "runs": results}

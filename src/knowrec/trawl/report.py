@@ -93,10 +93,7 @@ def summarise(
             rows.append(row)
         sections.append(ReportSection("Table 2 — ablations (test AUC)", rows))
     if cfg.sweep:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         figs, rows = [], []
         for param, points in sweep_points(cfg, full).items():
@@ -106,7 +103,8 @@ def summarise(
                  "valid AUC": valid, "test AUC": test}
                 for value, valid, test in points
             ]  # fmt: skip
-            fig, ax = plt.subplots(figsize=(4, 3))
+            fig = Figure(figsize=(4, 3))
+            ax = fig.subplots()
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
             if all(p[0] > 0 for p in points):
                 ax.set_xscale("log")  # the values are usually spread by factors
