@@ -113,12 +113,11 @@ def for_worker(cfg: TrawlConfig) -> TrawlConfig:
 
 
 @cache
-def _stage_result(folder: Path) -> Any:
-    """A finished stage a worker reads, by the name its folder starts with; each is read
-    once per worker process."""
-    if folder.name.startswith("data-"):
+def _read_stage(name: str, folder: Path) -> Any:
+    """A finished stage's result as a worker reads it, once per worker process."""
+    if name == "data":
         return Dataset.load(folder)
-    if folder.name.startswith("vectors-"):
+    if name.startswith("vectors-"):
         return load_vectors(folder)
     return load_frames(folder)  # protocol, swing
 
@@ -126,22 +125,16 @@ def _stage_result(folder: Path) -> Any:
 def train_stage(
     cfg: TrawlConfig, folders: dict[str, Path], job: dict[str, Any], work: Path
 ) -> None:
-    """Train ``job`` into ``work`` in a worker process, from the finished stages'
-    ``folders`` (``data``, ``protocol``, ``swing`` and the job's ``vectors-<side>-<method>``)."""
+    """Train ``job`` into ``work`` in a worker process, from the finished stages' folders
+    (by stage name: ``data``, ``protocol``, ``swing`` and the job's ``vectors-<side>-…``)."""
     import_plugins(cfg.plugins)  # their backbones, registered in this process too
-    vectors = {
-        name.split("-")[1]: _stage_result(folder)
-        for name, folder in folders.items()
-        if name.startswith("vectors-")
-    }
+
+    def read(name: str) -> Any:
+        return _read_stage(name, folders[name])
+
+    sides = {name.split("-")[1]: read(name) for name in folders if name.startswith("vectors-")}
     scores = fit_and_score(
-        cfg,
-        _stage_result(folders["protocol"]),
-        _stage_result(folders["data"]),
-        vectors or None,
-        _stage_result(folders["swing"]),
-        work=work,
-        **job,
+        cfg, read("protocol"), read("data"), sides or None, read("swing"), work=work, **job
     )
     (work / "scores.json").write_text(json.dumps(scores))
 
