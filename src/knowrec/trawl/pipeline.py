@@ -122,7 +122,7 @@ def _read_stage(name: str, folder: Path) -> Any:
     return load_frames(folder)  # protocol, swing
 
 
-def train_stage(
+def train_in_worker(
     cfg: TrawlConfig, folders: dict[str, Path], job: dict[str, Any], work: Path
 ) -> None:
     """Train ``job`` into ``work`` in a worker process, from the finished stages' folders
@@ -258,7 +258,8 @@ def run_trawl(
             for job in jobs:
                 name, params, after = job_stage(job)
                 folders = {s: run.folder(s) for s in ["data", *after]}
-                stages.append((name, params, partial(train_stage, worker_cfg, folders, job), after))
+                build = partial(train_in_worker, worker_cfg, folders, job)
+                stages.append((name, params, build, after))
             run.prebuild(stages, workers=cfg.workers, label="models")
         return [train_job(job) for job in jobs]
 
