@@ -260,7 +260,7 @@ def data_synth(
 def demo(
     out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/demo"),
 ) -> None:
-    """TRAWL, Explore Further and HKNR end to end on the tiny synthetic worlds.
+    """TRAWL, Explore Further and HKNR end to end on synthetic worlds.
 
     The real LLM writes item knowledge; about 3 minutes on 2 cores, and a second run
     reuses every finished stage.
