@@ -193,6 +193,21 @@ def test_user_history_is_strictly_before_the_cut() -> None:
         user_histories(data.interactions, cut=pl.concat([cuts, cuts]))
 
 
+def test_prompts_are_cut_with_the_current_llm_tokenizer() -> None:
+    """A generator whose LLM is replaced (a job with other decoding settings) cuts the
+    prompts with the new LLM's tokenizer, never with a closed one."""
+    from knowrec.knowledge.tokens import VocabTokenizer
+
+    gen = KnowledgeGenerator(KnowledgeConfig(domain="movies"))
+    vocab = gen.tokenizer
+    assert isinstance(vocab, VocabTokenizer) and gen.tokenizer is vocab
+    first, second = VocabTokenizer(), VocabTokenizer()  # a tokenizer is what the LLMs lend
+    gen.llm = first  # type: ignore[assignment]
+    assert gen.tokenizer is first
+    gen.llm = second  # type: ignore[assignment]
+    assert gen.tokenizer is second
+
+
 # --------------------------------------------------------------------------- the real LLM
 
 # The LLM tests read the tiny synthetic world (32 items with ~100-word articles; the

@@ -135,3 +135,18 @@ def test_batched_label_probabilities_match_the_sequential_ones(
     want = [expected_value(r.value) for r in sequential.map(requests)]
     assert got == pytest.approx(want, abs=0.5)
     assert got[0] > got[1] + 0.5
+
+
+@pytest.mark.slow
+def test_batched_repetition_penalty_keeps_the_answers() -> None:
+    # The penalty builds a sampler chain per sequence (the path without it does not); the
+    # clear-cut facts survive a mild penalty, as they do on the sequential path.
+    requests = [Request(q, SYSTEM, max_tokens=6, id=q) for q in QUIZ]
+    model = LlamaCppLLM(
+        n_ctx=512, n_threads=THREADS, parallel=4, repeat_penalty=1.1, progress=False
+    )
+    try:
+        got = model.map(requests)
+    finally:
+        model.close()
+    assert all(r.ok and QUIZ[r.id] in r.value.lower() for r in got), got

@@ -184,6 +184,7 @@ class KnowledgeGenerator:
         self.llm = llm
         self._encoder = encoder
         self._tokenizer = tokenizer
+        self._vocab: Tokenizer | None = None
         self.tokenizer_model = tokenizer_model
         self.progress = progress
         self.stats = GenerationStats()
@@ -192,11 +193,15 @@ class KnowledgeGenerator:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            self._tokenizer = (
-                self.llm if self.llm is not None else VocabTokenizer(self.tokenizer_model)
-            )
-        return self._tokenizer
+        """The given tokenizer, else the LLM's (the current one: ``llm`` may be replaced),
+        else the vocabulary of ``tokenizer_model``."""
+        if self._tokenizer is not None:
+            return self._tokenizer
+        if self.llm is not None:
+            return self.llm
+        if self._vocab is None:
+            self._vocab = VocabTokenizer(self.tokenizer_model)
+        return self._vocab
 
     @property
     def encoder(self) -> Any:
@@ -291,6 +296,7 @@ class KnowledgeGenerator:
                     disliked.append(title)
             if any(rating for _, rating in seen):  # stated, so that a small model need not infer it
                 lines.append(f"Disliked: {', '.join(disliked) or 'none'}.")
+                tlines.append(lines[-1])
             out_hist.append("\n".join(lines))
             out_titles.append("\n".join(tlines))
         return pl.DataFrame(

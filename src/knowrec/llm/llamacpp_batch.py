@@ -267,9 +267,10 @@ class BatchDecoder:
             return grammar, False
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if self.repeat_penalty != 1.0:
-            lib.llama_sampler_chain_add(
-                chain, lib.llama_sampler_init_penalties(64, self.repeat_penalty, 0.0, 0.0)
-            )
+            penalties = lib.llama_sampler_init_penalties(
+                self.n_vocab, 64, self.repeat_penalty, 0.0, 0.0
+            )  # this llama.cpp's signature starts with the vocabulary size
+            lib.llama_sampler_chain_add(chain, penalties)
         if grammar is not None:
             lib.llama_sampler_chain_add(chain, grammar)
         if job.temperature == 0:
