@@ -5,15 +5,17 @@ probabilities (a killed batch resuming from the cache: tests/test_llm.py)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Iterator
 
 import jsonschema
+import numpy as np
 import pytest
 
 from knowrec.errors import ConfigError
 from knowrec.llm import DIGITS, LlamaCppLLM, Request, expected_value
-from knowrec.llm.llamacpp_batch import common_prefix
+from knowrec.llm.llamacpp_batch import _CANDIDATE, PENALTY_LAST_N, common_prefix, penalize
 
 THREADS = int(os.environ.get("KNOWREC_TEST_THREADS", "2"))
 
@@ -150,3 +152,27 @@ def test_batched_repetition_penalty_keeps_the_answers() -> None:
     finally:
         model.close()
     assert all(r.ok and QUIZ[r.id] in r.value.lower() for r in got), got
+
+
+def test_penalty_matches_llama_cpp_sampler() -> None:
+    # The greedy fast path applies the repetition penalty in numpy; it must change the
+    # logits exactly as llama.cpp's penalties sampler does (no model needed).
+    import llama_cpp as lib
+
+    n_vocab, rng = 500, np.random.default_rng(0)
+    logits = rng.normal(0, 3, n_vocab).astype(np.float32)
+    recent = [int(t) for t in rng.integers(0, n_vocab, 90)]  # repeats, and more than 64
+    sampler = lib.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, 1.1, 0.0, 0.0)
+    try:
+        for token in recent:
+            lib.llama_sampler_accept(sampler, token)
+        cand = np.zeros(n_vocab, dtype=_CANDIDATE)
+        cand["id"], cand["logit"] = np.arange(n_vocab), logits
+        data = cand.ctypes.data_as(ctypes.POINTER(lib.llama_token_data))
+        array = lib.llama_token_data_array(data, n_vocab, -1, False)
+        lib.llama_sampler_apply(sampler, ctypes.byref(array))
+    finally:
+        lib.llama_sampler_free(sampler)
+    got = penalize(logits, recent[-PENALTY_LAST_N:], 1.1)
+    assert not np.array_equal(got, logits)
+    np.testing.assert_array_equal(got, cand["logit"])

@@ -60,6 +60,19 @@ class Job:
     _chain: bool = False
 
 
+PENALTY_LAST_N = 64  # generated tokens the repetition penalty looks back on
+
+
+def penalize(logits: np.ndarray, recent: Sequence[int], penalty: float) -> np.ndarray:
+    """llama.cpp's repetition penalty: each token seen in ``recent`` has its logit divided
+    by ``penalty`` when positive, multiplied when not (a copy; ``logits`` is left as is)."""
+    out = logits.copy()
+    seen = np.unique(np.asarray(recent, dtype=np.int64))
+    values = out[seen]
+    out[seen] = np.where(values <= 0, values * np.float32(penalty), values / np.float32(penalty))
+    return out
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """Length of the common prefix of two token lists."""
     n = min(len(a), len(b))
@@ -191,7 +204,7 @@ class BatchDecoder:
         if job._chain:
             token = int(lib.llama_sampler_sample(job._sampler, self.ctx, index))
         else:
-            token = self._greedy(job._sampler, index)
+            token = self._greedy(job, index)
         if lib.llama_vocab_is_eog(self.vocab, token):
             job.finish_reason = "stop"
             return True
@@ -255,41 +268,41 @@ class BatchDecoder:
         )
 
     def _sampler(self, job: Job) -> tuple[Any, bool]:
-        """The grammar sampler alone (greedy fast path) or, with a temperature or a
-        repetition penalty, a whole chain as llama-cpp-python builds it."""
+        """The grammar sampler alone (greedy fast path, which applies any repetition
+        penalty itself) or, with a temperature, a whole chain as llama-cpp-python builds it."""
         lib = self._lib
         grammar = None
         if job.grammar is not None:
             grammar = lib.llama_sampler_init_grammar(self.vocab, job.grammar.encode(), b"root")
             if not grammar:
                 raise ConfigError("llama.cpp rejected the grammar of the JSON schema")
-        if job.temperature == 0 and self.repeat_penalty == 1.0:
+        if job.temperature == 0:
             return grammar, False
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if self.repeat_penalty != 1.0:
             penalties = lib.llama_sampler_init_penalties(
-                self.n_vocab, 64, self.repeat_penalty, 0.0, 0.0
+                self.n_vocab, PENALTY_LAST_N, self.repeat_penalty, 0.0, 0.0
             )  # this llama.cpp's signature starts with the vocabulary size
             lib.llama_sampler_chain_add(chain, penalties)
         if grammar is not None:
             lib.llama_sampler_chain_add(chain, grammar)
-        if job.temperature == 0:
-            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
-        else:
-            for sampler in (
-                lib.llama_sampler_init_top_k(40),
-                lib.llama_sampler_init_top_p(0.95, 1),
-                lib.llama_sampler_init_min_p(0.05, 1),
-                lib.llama_sampler_init_temp(job.temperature),
-                lib.llama_sampler_init_dist(job.seed),
-            ):
-                lib.llama_sampler_chain_add(chain, sampler)
+        for sampler in (
+            lib.llama_sampler_init_top_k(40),
+            lib.llama_sampler_init_top_p(0.95, 1),
+            lib.llama_sampler_init_min_p(0.05, 1),
+            lib.llama_sampler_init_temp(job.temperature),
+            lib.llama_sampler_init_dist(job.seed),
+        ):
+            lib.llama_sampler_chain_add(chain, sampler)
         return chain, True
 
-    def _greedy(self, grammar: Any, index: int) -> int:
-        """The argmax token, constrained by ``grammar`` (None: unconstrained)."""
-        lib = self._lib
+    def _greedy(self, job: Job, index: int) -> int:
+        """The argmax token after the repetition penalty, constrained by the job's grammar
+        sampler (None: unconstrained)."""
+        lib, grammar = self._lib, job._sampler
         logits = self._logits(index)
+        if self.repeat_penalty != 1.0 and job.out:
+            logits = penalize(logits, job.out[-PENALTY_LAST_N:], self.repeat_penalty)
         token = int(logits.argmax())
         if grammar is None:
             return token
