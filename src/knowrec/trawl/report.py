@@ -59,6 +59,9 @@ def summarise(
         for backbone in cfg.backbones:  # only sweep_backbone has them
             row |= table1_cells(sel.filter(pl.col("backbone") == backbone), backbone)
         table1.append(row)
+    missing = "undefined (no test sample of cold items with both labels)"
+    if best is not None and len(cfg.backbones) > 1:
+        missing += f" or not trained (the best sweep point is on {cfg.sweep_backbone} only)"
     warm_cold = {"warm items": "test_warm_auc", "cold items": "test_cold_auc"}
     figures = [
         summary_figure(default, "method", "test_auc", hue="backbone", ylabel="test AUC",
@@ -72,7 +75,7 @@ def summarise(
             "Table 1 — knowledge method × backbone (test, mean ± std over seeds)",
             table1,
             figures=[f for f in figures if f is not None],
-            missing="undefined: no test sample of cold items with both labels",
+            missing=missing,
         ),
         ReportSection("Floors", floor_rows),
     ]
