@@ -62,6 +62,17 @@ def test_write_report(tmp_path: Path) -> None:
     assert png and base64.b64decode(png.group(1)).startswith(b"\x89PNG")
 
 
+def test_html_numbers_align_right_and_words_left(tmp_path: Path) -> None:
+    rows = [
+        {"method": "kar", "AUC": "0.7659 ± 0.0011", "samples": 12345, "note": "0.004 (default)"},
+        {"method": "trawl", "AUC": None, "samples": 7, "note": "—"},
+    ]
+    page = write_report(tmp_path, "t", [Section("T", rows)])["report.html"].read_text()
+    head = "<th>method</th><th class='num'>AUC</th><th class='num'>samples</th><th>note</th>"
+    assert head in page
+    assert "<td>kar</td><td class='num'>0.7659 ± 0.0011</td><td class='num'>12,345</td>" in page
+
+
 TABLE5 = [
     {
         "system": "baseline stack",

@@ -13,6 +13,7 @@ import html
 import io
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,16 +104,27 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+_NUMBER = re.compile(r"[-+−]?[\d,]*\.?\d+(e[-+]?\d+)?( ± [\d.]+)?")
+
+
 def _html_table(rows: Sequence[dict[str, Any]]) -> str:
+    """An HTML table; columns whose every value is a number (or missing) align right."""
     if not rows:
         return ""
     cols = _columns(rows)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    text = [[fmt_value(r[c]) if c in r else "" for c in cols] for r in rows]
+    numeric = [
+        all(t in ("", MISSING) or _NUMBER.fullmatch(t) for t in column)
+        and any(t not in ("", MISSING) for t in column)
+        for column in zip(*text, strict=True)
+    ]
+    attr = ["" if not n else " class='num'" for n in numeric]
+    head = "".join(f"<th{a}>{html.escape(str(c))}</th>" for c, a in zip(cols, attr, strict=True))
     body = "".join(
         "<tr>"
-        + "".join(f"<td>{html.escape(fmt_value(r[c]) if c in r else '')}</td>" for c in cols)
+        + "".join(f"<td{a}>{html.escape(t)}</td>" for t, a in zip(row, attr, strict=True))
         + "</tr>"
-        for r in rows
+        for row in text
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -126,7 +138,7 @@ def _png(figure: Any) -> str:
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-    "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+    "text-align:left}.num{text-align:right}th{background:#f3f3f3}"
     "pre{white-space:pre-wrap;background:#fafafa;padding:8px}"
     "p.legend,p.empty{color:#555;font-size:90%}img{max-width:100%;height:auto;margin:0 1em 1em 0}"
 )
@@ -241,7 +253,8 @@ def group_figure(
     series (default: when there are several)."""
     from matplotlib.figure import Figure  # not pyplot: nothing keeps the figure open
 
-    fig = Figure(figsize=(max(3.2, 0.9 * len(groups) * max(1, len(series))), 2.8))
+    per_group = 1.2 if points else 0.9 * max(1, len(series))  # dots sit close together
+    fig = Figure(figsize=(max(3.2, per_group * len(groups)), 2.8))
     ax = fig.subplots()
     x = np.arange(len(groups), dtype=float)
     width = 0.8 / max(1, len(series))

@@ -62,12 +62,12 @@ def summarise(
     missing = "undefined (no test sample of cold items with both labels)"
     if best is not None and len(cfg.backbones) > 1:
         missing += f" or not trained (the best sweep point is on {cfg.sweep_backbone} only)"
-    warm_cold = {"warm items": "test_warm_auc", "cold items": "test_cold_auc"}
     figures = [
         summary_figure(default, "method", "test_auc", hue="backbone", ylabel="test AUC",
                        title="test AUC by method (mean ± std over seeds)"),
-        summary_figure(default, "method", warm_cold, ylabel="test AUC",
-                       title="warm vs cold items (mean ± std over backbones and seeds)"),
+        summary_figure(default, "method", "test_cold_auc", hue="backbone",
+                       ylabel="cold-item test AUC",
+                       title="cold items (no training samples), mean ± std over seeds"),
     ]  # fmt: skip
     sections = [
         ReportSection("Protocol", notes=protocol_text(cfg)),
@@ -108,9 +108,12 @@ def summarise(
             ]  # fmt: skip
             fig = Figure(figsize=(4, 3))
             ax = fig.subplots()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-            if all(p[0] > 0 for p in points):
+            values = [p[0] for p in points]
+            ax.plot(values, [p[1] for p in points], marker="o")
+            if all(v > 0 for v in values):
                 ax.set_xscale("log")  # the values are usually spread by factors
+                ax.minorticks_off()
+            ax.set_xticks(values, [f"{v:g}" for v in values])
             ax.set_xlabel(param)
             ax.set_ylabel("validation AUC")
             ax.set_title(f"{cfg.sweep_backbone}: sensitivity to {param}")
