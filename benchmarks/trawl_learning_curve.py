@@ -8,7 +8,8 @@ samples to learn from.
 
 Every model is a stage of ``runs/trawl_ml1m`` (the run directory of
 ``configs/trawl_ml1m.toml``), so a rerun only trains what is missing. Results:
-``benchmarks/results/trawl_learning_curve.json`` and a Markdown table on stdout.
+``benchmarks/results/trawl_learning_curve.json`` (``…_item_user.json`` for ``--sides
+item,user``) and a Markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def main() -> None:
             f"| {r['train_users']:.0%} | {r['method']} | {r['test_auc']:.4f} ± "
             f"{r['test_auc_std']:.4f} | {r['cold_auc']:.4f} | {gains} |"
         )
+    suffix = "" if args.sides == "item" else "_" + args.sides.replace(",", "_")
     write_result(
-        "trawl_learning_curve",
+        f"trawl_learning_curve{suffix}",
         {
             "protocol": f"configs/trawl_ml1m.toml, {args.backbone}, knowledge sides {args.sides}",
             "rows": rows,

@@ -227,7 +227,7 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
     ranker_z = ZScore.fit(full["ranker"].to_numpy())
     q = full[QUALITY].cast(pl.Float64).drop_nulls().to_numpy()
     if cfg.final.quality == "none" or not np.isfinite(q).any():
-        return Combination(0.0, ranker_z, None, chosen_by="no quality model: λ = 0")
+        return Combination(0.0, ranker_z, None, chosen_by="no quality model")
     quality_z = ZScore.fit(q)
     # Equal scores can still have a std of ~1e-17 (the mean's rounding): test the values.
     if quality_z.std == 0 or np.ptp(q[np.isfinite(q)]) == 0:
@@ -237,7 +237,7 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
     j = ev.impressions if cfg.final.click_metric == "all" else ev.judged
     if not (j.height and j["clicked"].sum() and s.height):
         lam = 0.0 if fixed is None else fixed
-        why = "fixed by the config" if fixed is not None else "no judged held-out trigger: λ = 0"
+        why = "fixed by the config" if fixed is not None else "no judged held-out trigger"
         return Combination(lam, ranker_z, quality_z, chosen_by=why)
     n = j.height
     both = pl.concat([j.select("ranker", QUALITY), s.select("ranker", QUALITY)])
@@ -269,7 +269,7 @@ def choose_combination(cfg: ExploreConfig, full: pl.DataFrame, ev: EvalFrames) -
         return Combination(fixed, ranker_z, quality_z, points, "fixed by the config")
     finite = [p for p in points if np.isfinite(p.metric_a) and np.isfinite(p.metric_b)]
     if not finite:
-        return Combination(0.0, ranker_z, quality_z, points, "sweep undefined: λ = 0")
+        return Combination(0.0, ranker_z, quality_z, points, "sweep undefined")
     best = choose_lambda(finite, max_drop_a=cfg.final.max_drop)
     where = (
         "every held-out impression"
