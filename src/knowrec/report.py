@@ -118,7 +118,7 @@ def _html_table(rows: Sequence[dict[str, Any]]) -> str:
         and any(t not in ("", MISSING) for t in column)
         for column in zip(*text, strict=True)
     ]
-    attr = ["" if not n else " class='num'" for n in numeric]
+    attr = [" class='num'" if n else "" for n in numeric]
     head = "".join(f"<th{a}>{html.escape(str(c))}</th>" for c, a in zip(cols, attr, strict=True))
     body = "".join(
         "<tr>"
